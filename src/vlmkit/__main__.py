@@ -1,0 +1,3 @@
+from vlmkit.cli.app import main
+
+main()

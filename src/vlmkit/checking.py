@@ -1,0 +1,39 @@
+"""`check`: can this machine download the registry's models, and what is it working with?"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from vlmkit.access import AccessStatus, AccessTarget, ModelAccess, TokenReport, check_access, find_token, inspect_token
+from vlmkit.environment import PackageVersions, package_versions
+import vlmkit.gpu
+from vlmkit.gpu import GpuProbe
+from vlmkit.registry import Registry, load_registry
+
+DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    token: TokenReport
+    environment: PackageVersions
+    gpus: GpuProbe
+    models: tuple[ModelAccess, ...]
+
+    @property
+    def all_ok(self) -> bool:
+        return all(m.status is AccessStatus.OK for m in self.models)
+
+
+def check(*, registry: Registry | None = None, models: list[str] | None = None, token: str | None = None,
+          endpoint: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> CheckReport:
+    """Token, environment, GPUs, and the access status of every requested model (all by default)."""
+    registry = registry or load_registry()
+    entries = [registry.model(name) for name in models] if models else registry.all_models()
+    targets = [AccessTarget(e.key, e.repo, e.kind, e.gated, e.revision) for e in dict.fromkeys(entries)]
+    value, source = find_token(token)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # whoami runs beside the model checks
+        token_report = pool.submit(inspect_token, value, source, endpoint=endpoint, timeout=timeout)
+        results = check_access(targets, token=value, endpoint=endpoint, timeout=timeout)
+        return CheckReport(token_report.result(), package_versions(), vlmkit.gpu.probe_gpus(), tuple(results))

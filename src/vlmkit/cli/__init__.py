@@ -1,0 +1,1 @@
+"""The `vlmkit` command line: thin Typer commands over the library API."""

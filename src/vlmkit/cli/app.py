@@ -1,0 +1,67 @@
+"""Entry point: wires the command modules together and turns errors into one clear line."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vlmkit.cli import check, models, recommend
+from vlmkit.cli.render import stderr
+from vlmkit.cli.state import CliState
+from vlmkit.errors import VlmkitError
+
+DEBUG_ENV = "VLMKIT_DEBUG"
+
+app = typer.Typer(
+    name="vlmkit",
+    help="Check Hugging Face access, plan GPU memory, load and caption videos with vision-language models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"vlmkit {version('vlmkit')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    registry: Annotated[Optional[Path], typer.Option(
+        "--registry", envvar="VLMKIT_REGISTRY", help="models.toml to use instead of the shipped one.")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    ctx.obj = CliState(registry)
+
+
+app.command("check")(check.check)
+app.command("recommend")(recommend.recommend)
+app.command("models")(models.models)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; a VlmkitError becomes `Error:` / `Hint:` on stderr and its exit code."""
+    try:
+        app(args=argv, prog_name="vlmkit")
+    except VlmkitError as exc:
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc()
+        stderr.print(f"[bold red]Error:[/bold red] {exc.message}", highlight=False)
+        if exc.hint:
+            stderr.print(f"[bold]Hint:[/bold] {exc.hint}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        stderr.print("Interrupted.")
+        sys.exit(130)

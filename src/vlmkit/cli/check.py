@@ -1,0 +1,80 @@
+"""`vlmkit check`: token, environment, GPUs, and whether each model can be downloaded."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from vlmkit.access import AccessStatus
+from vlmkit.checking import DEFAULT_TIMEOUT, CheckReport, check as run_check
+from vlmkit.cli.options import JsonOpt, TokenOpt
+from vlmkit.cli.render import gib, print_json, stdout
+from vlmkit.cli.state import registry_from
+
+STATUS_STYLE = {AccessStatus.OK: "green", AccessStatus.OFFLINE: "yellow", AccessStatus.ERROR: "red"}
+
+
+def check(
+    ctx: typer.Context,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Check only this model key (repeatable).")] = None,
+    token: TokenOpt = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each model.")] = DEFAULT_TIMEOUT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check that your Hugging Face token can download each model (gated approvals included)."""
+    report = run_check(registry=registry_from(ctx), models=model, token=token, timeout=timeout)
+    if as_json:
+        print_json(to_document(report))
+    else:
+        _print(report)
+    if not report.all_ok:
+        raise typer.Exit(1)
+
+
+def to_document(report: CheckReport) -> dict:
+    t = report.token
+    return {
+        "token": {"present": t.present, "source": t.source, "user": t.user, "masked": t.masked,
+                  "valid": t.valid, "role": t.role},
+        "environment": report.environment,
+        "gpus": [d for d in report.gpus.devices],
+        "gpu_reason": report.gpus.reason,
+        "models": [{"key": m.key, "repo": m.repo, "kind": m.kind, "gated": m.gated, "status": m.status,
+                    "detail": m.detail, "url": m.url, "cached": m.cached} for m in report.models],
+    }
+
+
+def _print(report: CheckReport) -> None:
+    t = report.token
+    if t.present:
+        who = f"user {t.user}" if t.user else ("invalid" if t.valid is False else "user unknown")
+        stdout.print(f"[bold]Token[/bold]   {t.masked} from {t.source} ({who}{', ' + t.role if t.role else ''})",
+                     highlight=False)
+    else:
+        stdout.print("[bold]Token[/bold]   none: anonymous access only (gated models need a login: `hf auth login`)",
+                     highlight=False)
+    if t.detail:
+        stdout.print(f"        {t.detail}", highlight=False)
+    env = report.environment
+    stdout.print(f"[bold]Python[/bold]  {env.python}   torch {env.torch or 'missing'}   "
+                 f"transformers {env.transformers or 'missing'}   av {env.av or 'missing'}", highlight=False)
+    gpus = report.gpus
+    if gpus.devices:
+        for d in gpus.devices:
+            cc = ".".join(map(str, d.compute_capability))
+            stdout.print(f"[bold]GPU {d.index}[/bold]   {d.name}: {gib(d.total_bytes)} total, {gib(d.free_bytes)} free, "
+                         f"compute capability {cc}, driver {gpus.driver}, CUDA {gpus.cuda_driver}", highlight=False)
+    else:
+        stdout.print(f"[bold]GPU[/bold]     none: {gpus.reason}", highlight=False)
+
+    table = Table("model", "kind", "repo", "status", "cached", "detail", box=None, pad_edge=False)
+    for m in report.models:
+        style = STATUS_STYLE.get(m.status, "magenta")
+        table.add_row(m.key, m.kind, m.repo, f"[{style}]{m.status.value}[/{style}]", "yes" if m.cached else "",
+                      m.detail)
+    stdout.print()
+    stdout.print(table)
+    ok = sum(m.status is AccessStatus.OK for m in report.models)
+    stdout.print(f"\n{ok} of {len(report.models)} models can be downloaded.", highlight=False)

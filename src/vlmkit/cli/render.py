@@ -1,0 +1,46 @@
+"""Output helpers: data on stdout, everything else on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, is_dataclass
+from enum import Enum
+from typing import Any
+
+from rich.console import Console
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(to_jsonable(document), indent=2) + "\n")
+
+
+def to_jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(asdict(value))
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def gib(n: int | float | None) -> str:
+    return "-" if n is None else f"{n / 2**30:.1f} GiB"
+
+
+def count(n: int) -> str:
+    """1_720_574_976 -> '1.72B'."""
+    for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
+def warn(message: str) -> None:
+    stderr.print(f"[yellow]Warning:[/yellow] {message}", highlight=False)

@@ -1,0 +1,244 @@
+"""Which models fit a GPU, and why: the tier from the design document, or the best that fits."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from vlmkit.errors import UsageError
+import vlmkit.gpu
+from vlmkit.gpu import GpuProbe
+from vlmkit.memory import DTYPE_BYTES, MemoryEstimate, estimate_composed, estimate_vlm
+from vlmkit.registry import LLM, VLM, Encoder, Registry, load_registry
+
+DRIVER_RESERVED_BYTES = 480 * 2**20  # what an idle H100 shows as used (NVML) before any process
+MAX_FRAMES_SEARCHED = 2048
+ENCODER_SHARE = 0.10  # when choosing freely, the encoder stays within 10% of the LLM's parameters
+
+
+@dataclass(frozen=True)
+class GpuTarget:
+    name: str
+    vram_bytes: int
+    free_bytes: int
+    compute_capability: tuple[int, int] | None
+    bf16: bool
+    source: str  # "nvml", "--gpu", "--vram" or "cpu"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    estimate: MemoryEstimate
+    fits: bool
+    max_frames: int  # the most frames that still fit (memory and context), 0 if none
+    encoder: str | None = None
+    llm: str | None = None
+    vlm: str | None = None
+    tier: bool = False  # the design document's combination for this GPU
+
+    @property
+    def label(self) -> str:
+        return self.vlm or f"{self.encoder} + {self.llm}"
+
+    def keys(self) -> dict[str, str]:
+        return {"vlm": self.vlm} if self.vlm else {"encoder": self.encoder, "llm": self.llm}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    gpu: GpuTarget
+    dtype: str
+    frames: int
+    max_new_tokens: int
+    choice: Candidate | None  # None when nothing fits
+    vlm_choice: Candidate | None  # the end-to-end VLM `caption` uses by default
+    candidates: tuple[Candidate, ...]
+    reason: str
+    warnings: tuple[str, ...] = field(default=())
+    probe: GpuProbe | None = None
+
+
+def recommend(*, registry: Registry | None = None, gpu: str | None = None, vram_gb: float | None = None,
+              frames: int = 8, max_new_tokens: int = 128, encoder: str | None = None, llm: str | None = None,
+              vlm: str | None = None, dtype: str | None = None, device: int = 0) -> Recommendation:
+    """Plan for this machine's GPU (NVML), a named GPU, or a memory size."""
+    registry = registry or load_registry()
+    _check_options(gpu, vram_gb, frames, max_new_tokens, encoder, llm, vlm, dtype)
+    target, probe, warnings = _target(registry, gpu, vram_gb, device)
+    dtype, dtype_warning = _dtype(target, dtype)
+    warnings += [dtype_warning] if dtype_warning else []
+    plan = _Planner(registry, target, dtype, frames, max_new_tokens)
+
+    if vlm or encoder or llm:
+        given = plan.vlm(registry.vlm(vlm)) if vlm else plan.composed(registry.encoder(encoder), registry.llm(llm))
+        reason = "the combination you asked for " + ("fits" if given.fits else "does not fit")
+        return Recommendation(target, dtype, frames, max_new_tokens, given, given if vlm else None, (given,),
+                              reason + _why_not(given, target), tuple(warnings), probe)
+
+    candidates = plan.all_candidates()
+    composed = [c for c in candidates if not c.vlm]
+    vlms = [c for c in candidates if c.vlm]
+    tier = next((c for c in composed if c.tier), None)
+    if target.source == "cpu":
+        choice = plan.composed(*_smallest_ungated(registry))
+        vlm_choice = min(vlms, key=lambda c: c.estimate.total_bytes)
+        reason = "no GPU: the smallest combination, to run on the CPU (slowly); plan for a GPU with --gpu NAME"
+    elif tier and tier.fits:
+        choice, reason = tier, f"the design document's combination for {target.name}, and it fits"
+        vlm_choice = _tier_vlm(registry, target, vlms)
+    else:
+        choice = next((c for c in composed if c.fits), None)
+        vlm_choice = next((c for c in vlms if c.fits), None)
+        if tier:
+            reason = f"the design document's {tier.label} does not fit at {frames} frames; the largest that does"
+        else:
+            reason = "the largest combination that fits"
+        if choice is None:
+            reason = f"nothing fits in {_gib(target.free_bytes)} at {frames} frames: try fewer --frames"
+    return Recommendation(target, dtype, frames, max_new_tokens, choice, vlm_choice, tuple(candidates), reason,
+                          tuple(warnings), probe)
+
+
+class _Planner:
+    def __init__(self, registry: Registry, target: GpuTarget, dtype: str, frames: int, max_new_tokens: int):
+        self.registry, self.target, self.dtype = registry, target, dtype
+        self.frames, self.max_new_tokens = frames, max_new_tokens
+        self.tier = registry.tier(target.name) if target.source != "--vram" else None
+
+    def composed(self, encoder: Encoder, llm: LLM) -> Candidate:
+        def estimate(frames: int) -> MemoryEstimate:
+            return estimate_composed(encoder, llm, frames=frames, max_new_tokens=self.max_new_tokens,
+                                     dtype=self.dtype)
+        is_tier = bool(self.tier and (self.tier.encoder, self.tier.llm) == (encoder.key, llm.key))
+        return self._candidate(estimate, encoder=encoder.key, llm=llm.key, tier=is_tier)
+
+    def vlm(self, vlm: VLM) -> Candidate:
+        def estimate(frames: int) -> MemoryEstimate:
+            return estimate_vlm(vlm, frames=frames, max_new_tokens=self.max_new_tokens, dtype=self.dtype)
+        return self._candidate(estimate, vlm=vlm.key)
+
+    def all_candidates(self) -> list[Candidate]:
+        """Each LLM with the largest fitting encoder within ENCODER_SHARE, the tier, and every VLM."""
+        registry = self.registry
+        pairs: list[tuple[Encoder, LLM]] = []
+        encoders = sorted(registry.encoders.values(), key=lambda e: e.params, reverse=True)
+        for llm in registry.llms.values():
+            small_enough = [e for e in encoders if e.params <= ENCODER_SHARE * llm.params] or encoders[-1:]
+            fitting = [e for e in small_enough if self.composed(e, llm).fits]
+            pairs.append(((fitting or small_enough)[0], llm))
+        if self.tier:
+            pairs.append((registry.encoders[self.tier.encoder], registry.llms[self.tier.llm]))
+        unique = {(e.key, m.key): (e, m) for e, m in pairs}.values()
+        composed = [self.composed(e, m) for e, m in unique]
+        composed.sort(key=lambda c: (c.fits, registry.llms[c.llm].params, registry.encoders[c.encoder].params),
+                      reverse=True)
+        vlms = [self.vlm(v) for v in registry.vlms.values()]
+        vlms.sort(key=lambda c: (c.fits, registry.vlms[c.vlm].params), reverse=True)
+        return composed + vlms
+
+    def _candidate(self, estimate, **keys) -> Candidate:
+        at_frames = estimate(self.frames)
+        fits = self._fits(at_frames)
+        return Candidate(at_frames, fits, self._max_frames(estimate), **keys)
+
+    def _fits(self, estimate: MemoryEstimate) -> bool:
+        return estimate.within_context and estimate.total_bytes <= self.target.free_bytes
+
+    def _max_frames(self, estimate) -> int:
+        """Binary search: memory and context both grow with the frame count."""
+        low, high = 0, MAX_FRAMES_SEARCHED
+        if not self._fits(estimate(1)):
+            return 0
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if self._fits(estimate(mid)) else (low, mid - 1)
+        return low
+
+
+def _target(registry: Registry, gpu: str | None, vram_gb: float | None, device: int):
+    if gpu:
+        spec = registry.gpu(gpu)
+        free = spec.memory_bytes - DRIVER_RESERVED_BYTES
+        return GpuTarget(spec.name, spec.memory_bytes, free, spec.capability, spec.bf16, "--gpu"), None, []
+    if vram_gb is not None:
+        total = int(vram_gb * 1e9)
+        target = GpuTarget(f"{vram_gb:g} GB GPU", total, total - DRIVER_RESERVED_BYTES, None, True, "--vram")
+        return target, None, ["--vram assumes a GPU with native bfloat16; name the card with --gpu for fp16 cards"]
+    probe = vlmkit.gpu.probe_gpus()  # the seam tests replace
+    if not probe.devices:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+        target = GpuTarget("CPU", ram, ram, None, False, "cpu")
+        return target, probe, [f"No GPU: {probe.reason}. Plan for a GPU with --gpu NAME or --vram GB."]
+    if device >= len(probe.devices):
+        raise UsageError(f"--device {device}: this machine has {len(probe.devices)} GPU(s)",
+                         f"Use --device 0..{len(probe.devices) - 1}.")
+    d = probe.devices[device]
+    known = _registry_gpu_name(registry, d.name, d.total_bytes)
+    target = GpuTarget(known or d.name, d.total_bytes, d.free_bytes, d.compute_capability, d.bf16, "nvml")
+    warnings = [f"GPU {device} has {_gib(d.used_bytes)} in use already; planning with the {_gib(d.free_bytes)} free"] \
+        if d.used_bytes > 2 * DRIVER_RESERVED_BYTES else []
+    return target, probe, warnings
+
+
+def _smallest_ungated(registry: Registry) -> tuple[Encoder, LLM]:
+    """What runs on a CPU without waiting for any approval."""
+    def smallest(entries):
+        return min(entries, key=lambda e: (e.gated, e.params))
+    return smallest(registry.encoders.values()), smallest(registry.llms.values())
+
+
+def _registry_gpu_name(registry: Registry, nvml_name: str, total: int) -> str | None:
+    """'NVIDIA H100 80GB HBM3' -> 'H100', so that the design document's tier applies."""
+    compact = nvml_name.upper().replace(" ", "").replace("NVIDIA", "").replace("GEFORCE", "")
+    for spec in sorted(registry.gpus.values(), key=lambda s: len(s.name), reverse=True):
+        base = spec.name.upper().split("-")[0].replace(" ", "")
+        if base in compact and abs(spec.memory_bytes - total) < 0.08 * spec.memory_bytes:
+            return spec.name
+    return None
+
+
+def _dtype(target: GpuTarget, asked: str | None) -> tuple[str, str | None]:
+    if asked:
+        return asked, None
+    if target.source == "cpu":
+        return "float32", None
+    if target.bf16:
+        return "bfloat16", None
+    cc = ".".join(map(str, target.compute_capability or ()))
+    return "float16", (f"{target.name} (compute capability {cc}) has no native bfloat16: using float16; "
+                       "Qwen models trained in bfloat16 can overflow in float16")
+
+
+def _tier_vlm(registry: Registry, target: GpuTarget, vlms: list[Candidate]) -> Candidate | None:
+    tier = registry.tier(target.name)
+    named = next((c for c in vlms if tier and c.vlm == tier.vlm and c.fits), None)
+    return named or next((c for c in vlms if c.fits), None)
+
+
+def _why_not(candidate: Candidate, target: GpuTarget) -> str:
+    est = candidate.estimate
+    if not est.within_context:
+        return f": {est.context_tokens:,} tokens exceed the model's {est.max_context:,}-token context"
+    if not candidate.fits:
+        return f": needs {_gib(est.total_bytes)}, {_gib(target.free_bytes)} free"
+    return ""
+
+
+def _check_options(gpu, vram_gb, frames, max_new_tokens, encoder, llm, vlm, dtype) -> None:
+    if gpu and vram_gb is not None:
+        raise UsageError("--gpu and --vram both given", "Pick one: a GPU name or a memory size.")
+    if vlm and (encoder or llm):
+        raise UsageError("--vlm cannot be combined with --encoder/--llm",
+                         "An end-to-end VLM has its own vision tower.")
+    if bool(encoder) != bool(llm):
+        raise UsageError("--encoder and --llm go together", "Give both, or --vlm KEY.")
+    if frames < 1 or max_new_tokens < 1:
+        raise UsageError("--frames and --max-new-tokens must be at least 1")
+    if vram_gb is not None and vram_gb <= 0:
+        raise UsageError("--vram must be a positive number of GB")
+    if dtype and dtype not in DTYPE_BYTES:
+        raise UsageError(f"Unknown dtype '{dtype}'", f"Use one of: {', '.join(DTYPE_BYTES)}.")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"

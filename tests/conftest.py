@@ -1,0 +1,3 @@
+"""Fixtures shared across the suite live in their own modules; this file only gathers them."""
+
+from gpus import fake_gpu  # noqa: F401

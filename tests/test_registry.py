@@ -1,0 +1,161 @@
+"""The shipped registry is valid and true to the reference; malformed ones fail with one clear error."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from vlmkit.errors import RegistryError, UnknownModelError
+from vlmkit.registry import default_registry_path, load_registry
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIRED_KEYS = {
+    "encoders": ["siglip-base", "siglip-so400m", "clip-vit-l-336", "dinov3-vits16", "dinov3-vitb16", "dinov3-vitl16",
+                 "dinov3-vith16plus", "dinov3-vit7b16", "dinov3-convnext-tiny", "dinov3-convnext-small",
+                 "dinov3-convnext-base", "dinov3-convnext-large"],
+    "llms": ["qwen3-0.6b", "qwen3-1.7b", "qwen3-4b", "qwen3-8b", "qwen3-14b", "qwen3-32b", "qwen3-30b-a3b",
+             "qwen3-235b-a22b", "qwen3-4b-instruct-2507", "qwen3-30b-a3b-instruct-2507"],
+    "vlms": ["llava-next-video-7b", "llava-next-video-34b", "llava-v1.6-mistral-7b", "qwen3-vl-8b",
+             "qwen3-vl-2b", "qwen3-vl-4b", "qwen3-vl-32b", "qwen3-omni-30b-a3b"],
+}
+# Repo ids from the design document that do not exist on the Hub (shared/reference/models.md).
+NONEXISTENT = {
+    "facebook/dinov3-vith16-pretrain-lvd1689m": "facebook/dinov3-vith16plus-pretrain-lvd1689m",
+    "Qwen/Qwen3-0.6B-Instruct": "Qwen/Qwen3-0.6B",
+    "Qwen/Qwen3-8B-Instruct": "Qwen/Qwen3-8B",
+    "Qwen/Qwen3-32B-Instruct": "Qwen/Qwen3-32B",
+    "Qwen/Qwen3-4B-Instruct": "Qwen/Qwen3-4B",
+    "Qwen/Qwen3-Omni": "Qwen/Qwen3-Omni-30B-A3B-Instruct",
+}
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry(ROOT / "models.toml")
+
+
+def test_required_keys_exist(registry):
+    for section, keys in REQUIRED_KEYS.items():
+        assert set(keys) <= set(getattr(registry, section)), section
+
+
+def test_no_entry_uses_a_nonexistent_repo_and_each_is_an_alias(registry):
+    repos = {m.repo for m in registry.all_models()}
+    for wrong, right in NONEXISTENT.items():
+        assert wrong not in repos
+        assert registry.model(wrong).repo == right
+
+
+def test_dense_qwen3_params_match_the_architecture(registry):
+    """params must agree with layers/hidden/heads/mlp: catches a typo in either."""
+    for llm in registry.llms.values():
+        if llm.family != "qwen3":
+            continue
+        h, d = llm.hidden_size, llm.head_dim
+        layer = h * llm.heads * d * 2 + 2 * h * llm.kv_heads * d + 3 * h * llm.intermediate_size
+        tied, untied = (llm.vocab_size * h * n + llm.layers * layer for n in (1, 2))
+        assert min(abs(llm.params - tied) / tied, abs(llm.params - untied) / untied) < 0.01, llm.key
+
+
+def test_tiers_match_the_design_document(registry):
+    pairs = {t.gpu: (t.encoder, t.llm) for t in registry.tiers}
+    assert pairs["T4"] == ("siglip-base", "qwen3-4b")
+    assert pairs["L4"] == ("dinov3-vitb16", "qwen3-8b")
+    assert pairs["A100-40GB"] == ("dinov3-vitl16", "qwen3-14b")
+    assert pairs["H100"] == ("dinov3-vith16plus", "qwen3-32b")
+
+
+def test_gpus_listed(registry):
+    assert {"T4", "L4", "A10G", "RTX-4090", "A100-40GB", "A100-80GB", "H100", "H200"} <= set(registry.gpus)
+    assert registry.gpu("t4").bf16 is False and registry.gpu("H100").capability == (9, 0)
+
+
+def test_dinov3_is_gated_and_qwen_is_not(registry):
+    assert all(e.gated for e in registry.encoders.values() if e.family.startswith("dinov3"))
+    assert not any(m.gated for m in registry.llms.values())
+
+
+def test_shipped_copy_is_the_top_level_file():
+    packaged = default_registry_path()
+    assert packaged.read_text() == (ROOT / "models.toml").read_text()
+
+
+def test_unknown_key_suggests_close_ones(registry):
+    with pytest.raises(UnknownModelError) as info:
+        registry.llm("qwen3-8")
+    assert "qwen3-8b" in info.value.hint
+
+
+def test_kind_mismatch_is_explained(registry):
+    with pytest.raises(UnknownModelError, match="it is a llm"):
+        registry.encoder("qwen3-8b")
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "models.toml"
+    path.write_text(text)
+    return path
+
+
+MINIMAL_LLM = """
+[llms.tiny]
+repo = "a/b"
+family = "qwen3"
+params = 10
+gated = false
+license = "apache-2.0"
+layers = 2
+hidden_size = 8
+heads = 2
+kv_heads = 1
+head_dim = 4
+intermediate_size = 16
+vocab_size = 100
+max_context = 512
+"""
+
+
+@pytest.mark.parametrize("text, where, what", [
+    ("[llms.x\nrepo = 1", "invalid TOML", "line"),
+    (MINIMAL_LLM.replace("layers = 2\n", ""), "[llms.tiny]", "missing field 'layers'"),
+    (MINIMAL_LLM.replace("layers = 2", 'layers = "2"'), "[llms.tiny]", "field 'layers' must be a non-negative integer"),
+    (MINIMAL_LLM.replace("gated = false", "gated = 1"), "[llms.tiny]", "field 'gated' must be true or false"),
+    (MINIMAL_LLM.replace("layers = 2", "layerz = 2"), "[llms.tiny]", "unknown field 'layerz'"),
+    (MINIMAL_LLM.replace('family = "qwen3"', 'family = "gpt"'), "[llms.tiny]", "field 'family'"),
+    (MINIMAL_LLM + MINIMAL_LLM.replace("[llms.tiny]", "[vlms.tiny]"), "[vlms.tiny]", "missing field"),
+    (MINIMAL_LLM + MINIMAL_LLM.replace("[llms.tiny]", "[llms.other]").replace('license = "apache-2.0"',
+     'license = "x"\naliases = ["TINY"]'), "[llms.other]", "name 'TINY' is already used by [llms.tiny]"),
+    (MINIMAL_LLM + '[[tiers]]\ngpu = "T4"\nencoder = "e"\nllm = "tiny"\n', "[[tiers]] #1", "unknown key 'T4'"),
+    (MINIMAL_LLM.replace("[llms.tiny]", "[llms.qwen3-0.6b]"), "[llms.qwen3-0]", "must be quoted"),
+])
+def test_malformed_registry_names_file_entry_and_field(tmp_path, text, where, what):
+    path = _write(tmp_path, text)
+    with pytest.raises(RegistryError) as info:
+        load_registry(path)
+    full = f"{info.value.message} {info.value.hint}"
+    assert str(path) in full and where in full and what in full
+    assert info.value.exit_code == 2
+
+
+def test_missing_registry_file(tmp_path):
+    with pytest.raises(RegistryError, match="not found"):
+        load_registry(tmp_path / "nope.toml")
+
+
+def test_local_repo_is_relative_to_the_registry_file(tmp_path):
+    (tmp_path / "models").mkdir()
+    path = _write(tmp_path, MINIMAL_LLM.replace('repo = "a/b"', 'repo = "./models"'))
+    entry = load_registry(path).llm("tiny")
+    assert entry.repo == str(tmp_path / "models") and entry.is_local
+
+
+def test_env_variable_selects_the_registry(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLMKIT_REGISTRY", str(_write(tmp_path, MINIMAL_LLM)))
+    assert list(load_registry().llms) == ["tiny"]
+
+
+def test_toml_is_plain_data():
+    """The registry parses with the standard library alone."""
+    assert tomllib.loads((ROOT / "models.toml").read_text())["llms"]["qwen3-8b"]["repo"] == "Qwen/Qwen3-8B"
