@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
-from vlmkit.cli import check, models, recommend
+from vlmkit.cli import caption, check, load, models, recommend
 from vlmkit.cli.render import stderr
 from vlmkit.cli.state import CliState
 from vlmkit.errors import VlmkitError
@@ -49,6 +50,8 @@ def root(
 app.command("check")(check.check)
 app.command("recommend")(recommend.recommend)
 app.command("models")(models.models)
+app.command("load")(load.load)
+app.command("caption")(caption.caption)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,9 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     except VlmkitError as exc:
         if os.environ.get(DEBUG_ENV):
             traceback.print_exc()
-        stderr.print(f"[bold red]Error:[/bold red] {exc.message}", highlight=False)
+        stderr.print(f"[bold red]Error:[/bold red] {escape(exc.message)}", highlight=False)
         if exc.hint:
-            stderr.print(f"[bold]Hint:[/bold] {exc.hint}", highlight=False)
+            stderr.print(f"[bold]Hint:[/bold] {escape(exc.hint)}", highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         stderr.print("Interrupted.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vlmkit.access import AccessStatus
@@ -73,7 +74,7 @@ def _print(report: CheckReport) -> None:
     for m in report.models:
         style = STATUS_STYLE.get(m.status, "magenta")
         table.add_row(m.key, m.kind, m.repo, f"[{style}]{m.status.value}[/{style}]", "yes" if m.cached else "",
-                      m.detail)
+                      escape(m.detail))
     stdout.print()
     stdout.print(table)
     ok = sum(m.status is AccessStatus.OK for m in report.models)

@@ -1,0 +1,81 @@
+"""What every captioning backend offers: caption a batch of sampled videos."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from vlmkit.frames import VideoFrames
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 128
+    temperature: float | None = None  # None or 0: greedy
+    seed: int | None = None
+
+    @property
+    def sampling(self) -> bool:
+        return bool(self.temperature and self.temperature > 0)
+
+    def generate_kwargs(self, pad_token_id: int | None) -> dict:
+        kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": self.sampling, "pad_token_id": pad_token_id}
+        if self.sampling:
+            kwargs["temperature"] = self.temperature
+        else:  # a model's generation_config may carry sampling defaults; greedy means greedy
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+
+@dataclass(frozen=True)
+class Generated:
+    text: str
+    new_tokens: int
+
+
+class CaptionBackend(ABC):
+    """A loaded model that turns sampled frames plus a prompt into text."""
+
+    keys: dict[str, str]  # registry keys: {"vlm": ...} or {"encoder": ..., "llm": ...}
+    dtype: torch.dtype
+    device: str
+    default_frames: int = 8
+
+    @abstractmethod
+    def generate(self, videos: list[VideoFrames], prompt: str, settings: GenerationSettings) -> list[Generated]:
+        """One caption per video, batched in one generate call."""
+
+    @abstractmethod
+    def parameter_count(self) -> int:
+        """Parameters held in memory."""
+
+    def smoke_test(self) -> None:
+        """One small forward pass, to prove the weights and processors work together."""
+        import numpy as np
+
+        from vlmkit.frames import VideoFrames
+
+        frames = np.zeros((2, 64, 64, 3), dtype=np.uint8)
+        video = VideoFrames(path="<smoke test>", frames=frames, timestamps=[0.0, 0.5], duration=1.0,
+                            width=64, height=64, decoded_frames=2)
+        self.generate([video], "Describe.", GenerationSettings(max_new_tokens=1))
+
+
+def decode_new_tokens(tokens, tokenizer, generation_config) -> Generated:
+    """Text up to the first stop token; the count is of real new tokens, not padding."""
+    eos = generation_config.eos_token_id
+    stops = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    ids = tokens.tolist()
+    end = next((i for i, t in enumerate(ids) if t in stops - {None}), len(ids))
+    return Generated(tokenizer.decode(ids[:end], skip_special_tokens=True).strip(), end)
+
+
+def seed_everything(seed: int | None) -> None:
+    if seed is not None:
+        import torch
+
+        torch.manual_seed(seed)

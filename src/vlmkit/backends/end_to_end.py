@@ -1,0 +1,78 @@
+"""End-to-end video VLMs through transformers: each model's own processor and chat template.
+
+LLaVA-NeXT-Video, Qwen3-VL and the Qwen3-Omni thinker take sampled frames as a video;
+LLaVA-v1.6 (an image model) takes them as a sequence of images.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vlmkit.backends.base import (
+    CaptionBackend,
+    Generated,
+    GenerationSettings,
+    decode_new_tokens,
+    seed_everything,
+)
+from vlmkit.registry import VLM
+
+MODEL_CLASSES = {
+    "llava-next-video": "LlavaNextVideoForConditionalGeneration",
+    "llava-next": "LlavaNextForConditionalGeneration",
+    "qwen3-vl": "AutoModelForImageTextToText",
+    "qwen3-vl-moe": "AutoModelForImageTextToText",
+    "qwen3-omni": "Qwen3OmniMoeThinkerForConditionalGeneration",  # text output only: no talker
+}
+TIME_SCALE = 1000  # Qwen processors derive times as index / fps: milliseconds carry the real times
+
+
+class EndToEndBackend(CaptionBackend):
+    def __init__(self, model, processor, entry: VLM, *, dtype: torch.dtype, device: str) -> None:
+        self.model, self.processor, self.entry = model, processor, entry
+        self.keys, self.dtype, self.device = {"vlm": entry.key}, dtype, device
+        self.default_frames = entry.default_frames
+        processor.tokenizer.padding_side = "left"  # generation continues from the right edge
+
+    @classmethod
+    def from_pretrained(cls, path: str, entry: VLM, *, dtype: torch.dtype, device: str) -> EndToEndBackend:
+        import transformers
+
+        model_class = getattr(transformers, MODEL_CLASSES[entry.family])
+        model = model_class.from_pretrained(path, dtype=dtype, attn_implementation="sdpa", use_safetensors=True)
+        processor = transformers.AutoProcessor.from_pretrained(path)
+        return cls(model.to(device).eval(), processor, entry, dtype=dtype, device=device)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @torch.inference_mode()
+    def generate(self, videos, prompt: str, settings: GenerationSettings) -> list[Generated]:
+        inputs = self._inputs(videos, prompt).to(self.device, self.dtype)  # casts floating tensors only
+        seed_everything(settings.seed)
+        tokenizer = self.processor.tokenizer
+        output = self.model.generate(**inputs, **settings.generate_kwargs(tokenizer.pad_token_id))
+        new = output[:, inputs["input_ids"].shape[1]:]
+        return [decode_new_tokens(row, tokenizer, self.model.generation_config) for row in new]
+
+    def _inputs(self, videos, prompt: str):
+        family = self.entry.family
+        if family == "llava-next":
+            content = [{"type": "image"} for _ in range(len(videos[0].frames))]
+        else:
+            content = [{"type": "video"}]
+        text = self.processor.apply_chat_template(
+            [{"role": "user", "content": content + [{"type": "text", "text": prompt}]}],
+            add_generation_prompt=True, tokenize=False)
+        texts = [text] * len(videos)
+        if family == "llava-next":
+            images = [list(v.frames) for v in videos]
+            return self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        frames = [v.frames for v in videos]
+        if family.startswith("qwen3"):
+            metadata = [{"fps": TIME_SCALE, "total_num_frames": len(v.frames), "duration": v.duration,
+                         "frames_indices": [round(t * TIME_SCALE) for t in v.timestamps]} for v in videos]
+            extra = {"use_audio_in_video": False} if family == "qwen3-omni" else {}
+            return self.processor(text=texts, videos=frames, video_metadata=metadata, do_sample_frames=False,
+                                  padding=True, return_tensors="pt", **extra)
+        return self.processor(text=texts, videos=frames, padding=True, return_tensors="pt")

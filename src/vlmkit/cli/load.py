@@ -1,0 +1,44 @@
+"""`vlmkit load`: download, instantiate and smoke-test models; report time, parameters and memory."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from vlmkit.cli.options import DtypeOpt, EncoderOpt, JsonOpt, LlmOpt, OfflineOpt, ProjectorOpt, TokenOpt, VlmOpt
+from vlmkit.cli.render import count, gib, print_json, stdout
+from vlmkit.cli.state import registry_from
+
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or cuda:N (default: cuda if available).")]
+
+
+def load(
+    ctx: typer.Context,
+    vlm: VlmOpt = None,
+    encoder: EncoderOpt = None,
+    llm: LlmOpt = None,
+    projector: ProjectorOpt = None,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    offline: OfflineOpt = False,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download (only what is needed) and load models, run one small forward pass, and measure them."""
+    from vlmkit.loading import load as load_models
+
+    report = load_models(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype, device=device,
+                         offline=offline, token=token, registry=registry_from(ctx)).report
+    if as_json:
+        print_json(report)
+        return
+    stdout.print(f"[bold green]Loaded[/bold green] {' + '.join(report.keys.values())} on {report.device} "
+                 f"({report.dtype})", highlight=False)
+    stdout.print(f"  download {report.download_seconds:.1f} s, load + forward pass {report.load_seconds:.1f} s",
+                 highlight=False)
+    stdout.print(f"  parameters {count(report.parameters)}", highlight=False)
+    measured = gib(report.measured_bytes) if report.measured_bytes is not None else "n/a on the CPU"
+    stdout.print(f"  GPU memory measured {measured}, estimated {gib(report.estimate_bytes)} at 8 frames",
+                 highlight=False)
+    stdout.print("  forward pass ok" if report.smoke_test else "  forward pass skipped", highlight=False)

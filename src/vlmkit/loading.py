@@ -1,0 +1,173 @@
+"""`load`: download what a choice of models needs, instantiate it, prove it runs, measure it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vlmkit.backends.base import CaptionBackend
+from vlmkit.errors import ModelLoadError, OutOfMemoryError, UsageError
+from vlmkit.memory import estimate_composed, estimate_vlm
+from vlmkit.planner import recommend
+from vlmkit.registry import Registry, load_registry
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    keys: dict[str, str]
+    device: str
+    dtype: str
+    download_seconds: float
+    load_seconds: float
+    parameters: int
+    estimate_bytes: int  # recommend's estimate for this choice at `frames`
+    measured_bytes: int | None  # peak GPU memory used by this process; None on the CPU
+    smoke_test: bool
+    projector: str | None = None
+
+
+@dataclass
+class LoadedModel:
+    backend: CaptionBackend
+    report: LoadReport
+
+
+def load(*, vlm: str | None = None, encoder: str | None = None, llm: str | None = None,
+         projector: str | Path | None = None, dtype: str | None = None, device: str | None = None,
+         offline: bool = False, token: str | None = None, endpoint: str | None = None,
+         registry: Registry | None = None, frames: int = 8, smoke_test: bool = True,
+         default: str = "composed") -> LoadedModel:
+    """Load a VLM, or encoder + (projector) + LLM; with no keys, what `recommend` picks for this machine."""
+    import torch
+
+    registry = registry or load_registry()
+    if bool(encoder) != bool(llm) or (vlm and encoder):
+        raise UsageError("Give --vlm KEY, or --encoder KEY with --llm KEY", "See `vlmkit models` for keys.")
+    if projector and not encoder:
+        raise UsageError("--projector goes with --encoder and --llm")
+    device = resolve_device(device)
+    if not (vlm or encoder):
+        plan = recommend(registry=registry, frames=frames, gpu=None)
+        choice = plan.vlm_choice if default == "vlm" else plan.choice
+        if choice is None:
+            raise ModelLoadError("No model fits this machine", "Name one with --vlm or --encoder/--llm.")
+        vlm, encoder, llm = choice.vlm, choice.encoder, choice.llm
+    torch_dtype = resolve_dtype(dtype, device)
+    dtype_name = str(torch_dtype).removeprefix("torch.")
+
+    from vlmkit.download import fetch_model
+
+    started = time.perf_counter()
+    entries = [registry.vlm(vlm)] if vlm else [registry.encoder(encoder), registry.llm(llm)]
+    paths = [fetch_model(e, offline=offline, token=token, endpoint=endpoint) for e in entries]
+    downloaded = time.perf_counter()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        backend = _build(entries, paths, projector, torch_dtype, device)
+        if smoke_test:
+            backend.smoke_test()
+    except torch.OutOfMemoryError:
+        raise OutOfMemoryError(f"Out of GPU memory while loading {' + '.join(e.key for e in entries)}",
+                               "Run `vlmkit recommend` to see what fits, or use a smaller model.") from None
+    loaded = time.perf_counter()
+    estimate = (estimate_vlm(entries[0], frames=frames, max_new_tokens=128, dtype=dtype_name) if vlm else
+                estimate_composed(*entries, frames=frames, max_new_tokens=128, dtype=dtype_name))
+    report = LoadReport(
+        keys=backend.keys, device=device, dtype=dtype_name, download_seconds=downloaded - started,
+        load_seconds=loaded - downloaded, parameters=backend.parameter_count(), estimate_bytes=estimate.total_bytes,
+        measured_bytes=measure_gpu_bytes(device), smoke_test=smoke_test, projector=str(projector) if projector else None,
+    )
+    return LoadedModel(backend, report)
+
+
+def _build(entries, paths, projector, torch_dtype, device) -> CaptionBackend:
+    try:
+        if len(entries) == 1:
+            from vlmkit.backends.end_to_end import EndToEndBackend
+
+            return EndToEndBackend.from_pretrained(str(paths[0]), entries[0], dtype=torch_dtype, device=device)
+        return _build_composed(entries, paths, projector, torch_dtype, device)
+    except (OSError, ValueError, KeyError) as exc:
+        names = " + ".join(e.key for e in entries)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"Cannot load {names}: {first}",
+                             "Is the download complete and the registry entry's family right? "
+                             "VLMKIT_DEBUG=1 shows the traceback.") from exc
+
+
+def _build_composed(entries, paths, projector_path, torch_dtype, device):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from vlmkit.backends.composed import ComposedBackend
+    from vlmkit.projector import load_projector
+    from vlmkit.vision import VisionEncoder
+
+    encoder_entry, llm_entry = entries
+    llm = AutoModelForCausalLM.from_pretrained(str(paths[1]), dtype=torch_dtype, attn_implementation="sdpa",
+                                               use_safetensors=True).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(paths[1]))
+    encoder = VisionEncoder.from_pretrained(str(paths[0]), encoder_entry, dtype=torch_dtype, device=device)
+    projector = None
+    if projector_path:
+        projector, info = load_projector(projector_path, encoder=encoder_entry.key, llm=llm_entry.key,
+                                         encoder_dim=encoder.feature_dim, llm_dim=llm.config.hidden_size)
+        projector = projector.to(device, torch_dtype).eval()
+        encoder.feature_layer = info.feature_layer
+    return ComposedBackend(encoder, projector, llm, tokenizer, keys={"encoder": encoder_entry.key, "llm": llm_entry.key},
+                           dtype=torch_dtype, device=device)
+
+
+def resolve_device(device: str | None) -> str:
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA GPU is available to PyTorch", "Use --device cpu.")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise UsageError(f"Unknown device '{device}'", "Use cpu, cuda or cuda:N.")
+    return device
+
+
+def resolve_dtype(dtype: str | None, device: str):
+    """bfloat16 where the GPU has it natively (compute capability >= 8.0), float16 before; float32 on the CPU."""
+    import torch
+
+    if dtype:
+        if dtype not in ("float32", "bfloat16", "float16"):
+            raise UsageError(f"Unknown dtype '{dtype}'", "Use float32, bfloat16 or float16.")
+        return getattr(torch, dtype)
+    if device == "cpu":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
+
+
+def measure_gpu_bytes(device: str) -> int | None:
+    """Peak memory PyTorch reserved on the device, plus the CUDA context NVML sees beyond it."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    peak = torch.cuda.max_memory_reserved(device)
+    now_nvml = _nvml_process_bytes(torch.cuda.current_device() if device == "cuda" else int(device.split(":")[1]))
+    if now_nvml is None:
+        return peak
+    return peak + max(0, now_nvml - torch.cuda.memory_reserved(device))
+
+
+def _nvml_process_bytes(index: int) -> int | None:
+    import os
+
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        for process in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if process.pid == os.getpid():
+                return process.usedGpuMemory
+    except Exception:  # noqa: BLE001 - measurement is best effort; the allocator's number stands
+        return None
+    return None

@@ -1,0 +1,71 @@
+"""Vision encoders for the composed path: DINOv3 (ViT and ConvNeXt), SigLIP and CLIP vision towers.
+
+Each turns sampled frames into patch features [T, N, D] with the CLS, register and pooled tokens
+removed, so the projector sees only spatial tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vlmkit.registry import Encoder
+
+
+@dataclass(frozen=True)
+class _Family:
+    model_class: str  # a transformers class name
+    prefix_tokens: str  # how many leading non-patch tokens to drop: "0", "1", or "registers"
+
+
+FAMILIES = {
+    "siglip": _Family("SiglipVisionModel", "0"),
+    "clip": _Family("CLIPVisionModel", "1"),
+    "dinov3-vit": _Family("DINOv3ViTModel", "registers"),  # CLS + register tokens
+    "dinov3-convnext": _Family("DINOv3ConvNextModel", "1"),  # the pooled token in front
+}
+
+
+class VisionEncoder(nn.Module):
+    def __init__(self, model: nn.Module, processor, prefix_tokens: int, feature_layer: int = -1) -> None:
+        super().__init__()
+        self.model, self.processor = model, processor
+        self.prefix_tokens, self.feature_layer = prefix_tokens, feature_layer
+
+    @classmethod
+    def from_pretrained(cls, path: str, entry: Encoder, *, dtype: torch.dtype, device: str,
+                        feature_layer: int = -1) -> VisionEncoder:
+        import transformers
+
+        family = FAMILIES[entry.family]
+        model_class = getattr(transformers, family.model_class)
+        model = model_class.from_pretrained(path, dtype=dtype, attn_implementation=_attention(model_class),
+                                            use_safetensors=True).to(device).eval()
+        processor = transformers.AutoImageProcessor.from_pretrained(path)
+        prefix = 1 + model.config.num_register_tokens if family.prefix_tokens == "registers" else int(family.prefix_tokens)
+        return cls(model, processor, prefix, feature_layer)
+
+    @property
+    def feature_dim(self) -> int:
+        config = self.model.config
+        return getattr(config, "hidden_size", None) or config.hidden_sizes[-1]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def forward(self, frames) -> torch.Tensor:
+        """frames: uint8 [T, H, W, 3] -> patch features [T, N, D]."""
+        pixels = self.processor(images=list(frames), return_tensors="pt")["pixel_values"]
+        pixels = pixels.to(self.device, dtype=next(self.model.parameters()).dtype)  # [T, 3, S, S]
+        wants_hidden = self.feature_layer != -1
+        output = self.model(pixel_values=pixels, output_hidden_states=wants_hidden)
+        hidden = output.hidden_states[self.feature_layer] if wants_hidden else output.last_hidden_state
+        return hidden[:, self.prefix_tokens:]  # [T, N_patches, D]
+
+
+def _attention(model_class) -> str:
+    return "sdpa" if getattr(model_class, "_supports_sdpa", False) else "eager"
