@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlmkit.backends.base import GenerationSettings
-from vlmkit.errors import UsageError, VlmkitError
+from vlmkit.errors import UsageError
 
 DEFAULT_PROMPT = "Describe what happens in this video in one or two sentences."
 
@@ -36,6 +35,8 @@ class CaptionRecord:
     status: str = "ok"  # "ok" or "error"
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    segments: list[dict] | None = None  # dense captioning: [{"start", "end", "caption"}]
+    summary: str | None = None  # dense captioning: the whole video in one paragraph
 
 
 def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None, encoder: str | None = None,
@@ -43,7 +44,8 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
             frames: int | None = None, fps: float | None = None, min_frames: int = 1, max_frames: int | None = None,
             start: float | None = None, end: float | None = None, max_new_tokens: int = 128,
             temperature: float | None = None, seed: int | None = None, dtype: str | None = None,
-            device: str | None = None, offline: bool = False, registry=None, model=None) -> list[CaptionRecord]:
+            device: str | None = None, offline: bool = False, registry=None, model=None, batch_size: int = 1,
+            segments: float | None = None, summary: bool = False, strip_prefix: bool = False) -> list[CaptionRecord]:
     """Caption one video or many; a video that fails becomes a record with status 'error'.
 
     `model` reuses a `vlmkit.load(...)` result instead of loading again (handy in notebooks).
@@ -52,9 +54,15 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
     if model is None:
         model = load_for_captioning(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype,
                                     device=device, offline=offline, registry=registry)
+    from vlmkit.batch import BatchOptions, run_batch
+
     sampling = SamplingOptions(frames, fps, min_frames, max_frames, start, end)
     settings = GenerationSettings(max_new_tokens, temperature, seed)
-    return list(caption_stream(model.backend, [str(p) for p in paths], prompt, sampling, settings))
+    records: list[CaptionRecord] = []
+    run_batch(model.backend, [str(p) for p in paths], prompt, sampling, settings,
+              BatchOptions(batch_size=batch_size, segments=segments, summary=summary, strip_prefix=strip_prefix),
+              on_record=records.append)
+    return records
 
 
 def load_for_captioning(*, vlm=None, encoder=None, llm=None, projector=None, **kwargs):
@@ -67,48 +75,3 @@ def load_for_captioning(*, vlm=None, encoder=None, llm=None, projector=None, **k
             "An untrained projector maps frames to noise. Use --vlm KEY for an end-to-end model, "
             "or `vlmkit load --encoder ... --llm ...` to try the models without captioning.")
     return load(vlm=vlm, encoder=encoder, llm=llm, projector=projector, default="vlm", **kwargs)
-
-
-def caption_stream(backend, paths: list[str], prompt: str, sampling: SamplingOptions,
-                   settings: GenerationSettings, batch_size: int = 1) -> Iterator[CaptionRecord]:
-    """Records in input order; frames for the next batch decode on a worker thread meanwhile."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vlmkit-decode") as pool:
-        batches = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
-        pending = [pool.submit(_decode, p, sampling, backend.default_frames) for p in batches[0]] if batches else []
-        for index, batch in enumerate(batches):
-            decoded = [f.result() for f in pending]
-            following = batches[index + 1] if index + 1 < len(batches) else []
-            pending = [pool.submit(_decode, p, sampling, backend.default_frames) for p in following]
-            yield from _caption_batch(backend, decoded, prompt, settings)
-
-
-def _decode(path: str, sampling: SamplingOptions, default_frames: int):
-    """(path, frames or None, error or None, seconds)."""
-    from vlmkit.frames import sample_frames
-
-    started = time.perf_counter()
-    try:
-        num = None if sampling.fps else (sampling.num_frames or default_frames)
-        frames = sample_frames(path, num_frames=num, fps=sampling.fps, min_frames=sampling.min_frames,
-                               max_frames=sampling.max_frames, start=sampling.start, end=sampling.end,
-                               timeout=sampling.timeout)
-        return path, frames, None, time.perf_counter() - started
-    except VlmkitError as exc:
-        return path, None, exc.message, time.perf_counter() - started
-
-
-def _caption_batch(backend, decoded, prompt: str, settings: GenerationSettings) -> Iterator[CaptionRecord]:
-    good = [(path, frames, seconds) for path, frames, _, seconds in decoded if frames is not None]
-    for path, frames, error, seconds in decoded:
-        if frames is None:
-            yield CaptionRecord(path, None, backend.keys, [], prompt, 0, round(seconds, 3), "error", error)
-    if not good:
-        return
-    started = time.perf_counter()
-    outputs = backend.generate([frames for _, frames, _ in good], prompt, settings)
-    share = (time.perf_counter() - started) / len(good)
-    for (path, frames, seconds), out in zip(good, outputs):
-        yield CaptionRecord(path, out.text, backend.keys, [round(t, 3) for t in frames.timestamps], prompt,
-                            out.new_tokens, round(seconds + share, 3))

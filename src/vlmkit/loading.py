@@ -116,7 +116,8 @@ def _build_composed(entries, paths, projector_path, torch_dtype, device):
         projector = projector.to(device, torch_dtype).eval()
         encoder.feature_layer = info.feature_layer
     return ComposedBackend(encoder, projector, llm, tokenizer, keys={"encoder": encoder_entry.key, "llm": llm_entry.key},
-                           dtype=torch_dtype, device=device)
+                           dtype=torch_dtype, device=device, tokens_per_frame=encoder_entry.tokens_per_frame,
+                           max_context=llm_entry.max_context)
 
 
 def resolve_device(device: str | None) -> str:

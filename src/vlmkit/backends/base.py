@@ -44,10 +44,28 @@ class CaptionBackend(ABC):
     dtype: torch.dtype
     device: str
     default_frames: int = 8
+    tokens_per_frame: int | None = None  # fixed visual tokens per frame, where the model has a fixed number
+    max_context: int | None = None
 
     @abstractmethod
     def generate(self, videos: list[VideoFrames], prompt: str, settings: GenerationSettings) -> list[Generated]:
         """One caption per video, batched in one generate call."""
+
+    @abstractmethod
+    def generate_text(self, prompts: list[str], settings: GenerationSettings) -> list[Generated]:
+        """Text in, text out (no frames): used to summarise segment captions."""
+
+    def context_limit(self, frames: int, max_new_tokens: int) -> str | None:
+        """Why `frames` frames do not fit the model's context, or None when they do."""
+        if not (self.tokens_per_frame and self.max_context):
+            return None
+        from vlmkit.memory import PROMPT_TOKENS
+
+        needed = frames * self.tokens_per_frame + PROMPT_TOKENS + max_new_tokens
+        if needed <= self.max_context:
+            return None
+        return (f"too long for the model's context: {frames} frames x {self.tokens_per_frame} tokens + prompt + "
+                f"{max_new_tokens} new tokens = {needed:,} > {self.max_context:,}; use fewer --frames or --max-frames")
 
     @abstractmethod
     def parameter_count(self) -> int:

@@ -25,9 +25,11 @@ VISUAL_PLACEHOLDER = "<|video_pad|>"  # a special token of Qwen3's tokenizer, un
 
 class ComposedBackend(CaptionBackend):
     def __init__(self, encoder: VisionEncoder, projector: Projector | None, llm, tokenizer, *,
-                 keys: dict[str, str], dtype: torch.dtype, device: str) -> None:
+                 keys: dict[str, str], dtype: torch.dtype, device: str, tokens_per_frame: int | None = None,
+                 max_context: int | None = None) -> None:
         self.encoder, self.projector, self.llm, self.tokenizer = encoder, projector, llm, tokenizer
         self.keys, self.dtype, self.device = keys, dtype, device
+        self.tokens_per_frame, self.max_context = tokens_per_frame, max_context
         self.placeholder_id = tokenizer.convert_tokens_to_ids(VISUAL_PLACEHOLDER)
         if self.placeholder_id is None or self.placeholder_id == tokenizer.unk_token_id:
             raise ModelLoadError(f"The LLM's tokenizer has no {VISUAL_PLACEHOLDER} token to place frames at",
@@ -59,6 +61,17 @@ class ComposedBackend(CaptionBackend):
         output = self.llm.generate(inputs_embeds=embeds, attention_mask=mask,
                                    **settings.generate_kwargs(self.tokenizer.pad_token_id))
         return [decode_new_tokens(row, self.tokenizer, self.llm.generation_config) for row in output]  # with inputs_embeds only, output holds new tokens only
+
+    @torch.inference_mode()
+    def generate_text(self, prompts: list[str], settings: GenerationSettings) -> list[Generated]:
+        texts = [self.tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                    add_generation_prompt=True, enable_thinking=False) for p in prompts]
+        self.tokenizer.padding_side = "left"
+        inputs = self.tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt").to(self.device)
+        seed_everything(settings.seed)
+        output = self.llm.generate(**inputs, **settings.generate_kwargs(self.tokenizer.pad_token_id))
+        new = output[:, inputs["input_ids"].shape[1]:]
+        return [decode_new_tokens(row, self.tokenizer, self.llm.generation_config) for row in new]
 
     def _splice(self, prompt: str, visual: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded embeddings [B, L, H] with each video's features at its placeholder positions."""

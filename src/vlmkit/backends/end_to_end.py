@@ -32,6 +32,8 @@ class EndToEndBackend(CaptionBackend):
         self.model, self.processor, self.entry = model, processor, entry
         self.keys, self.dtype, self.device = {"vlm": entry.key}, dtype, device
         self.default_frames = entry.default_frames
+        if entry.family.startswith("llava"):  # Qwen processors choose tokens per frame by resolution
+            self.tokens_per_frame, self.max_context = entry.tokens_per_frame, entry.max_context
         processor.tokenizer.padding_side = "left"  # generation continues from the right edge
 
     @classmethod
@@ -49,6 +51,18 @@ class EndToEndBackend(CaptionBackend):
     @torch.inference_mode()
     def generate(self, videos, prompt: str, settings: GenerationSettings) -> list[Generated]:
         inputs = self._inputs(videos, prompt).to(self.device, self.dtype)  # casts floating tensors only
+        seed_everything(settings.seed)
+        tokenizer = self.processor.tokenizer
+        output = self.model.generate(**inputs, **settings.generate_kwargs(tokenizer.pad_token_id))
+        new = output[:, inputs["input_ids"].shape[1]:]
+        return [decode_new_tokens(row, tokenizer, self.model.generation_config) for row in new]
+
+    @torch.inference_mode()
+    def generate_text(self, prompts: list[str], settings: GenerationSettings) -> list[Generated]:
+        texts = [self.processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "text", "text": p}]}], add_generation_prompt=True, tokenize=False)
+            for p in prompts]
+        inputs = self.processor(text=texts, padding=True, return_tensors="pt").to(self.device)
         seed_everything(settings.seed)
         tokenizer = self.processor.tokenizer
         output = self.model.generate(**inputs, **settings.generate_kwargs(tokenizer.pad_token_id))

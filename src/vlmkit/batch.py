@@ -1,0 +1,227 @@
+"""Caption many videos: decode ahead on worker threads, batch generation, survive bad files and OOM.
+
+The loop keeps the model busy: while one batch generates, the next videos' frames are decoded on
+worker threads (PyAV releases the GIL while decoding). Each finished video becomes one record,
+handed to `on_record` at once (the CLI appends it to the journal and syncs it to disk).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from vlmkit.backends.base import CaptionBackend, Generated, GenerationSettings
+from vlmkit.captioning import CaptionRecord, SamplingOptions
+from vlmkit.errors import VlmkitError
+from vlmkit.text_cleanup import strip_stock_opening
+
+SUMMARY_PROMPT = ("These are captions of consecutive segments of one video, with their times:\n{segments}\n"
+                  "Write one short paragraph that summarises the whole video.")
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    batch_size: int = 1
+    workers: int = 2  # decoding threads
+    segments: float | None = None  # seconds per window for dense captioning
+    summary: bool = False  # with segments: a whole-video summary from the segment captions
+    strip_prefix: bool = False
+
+
+@dataclass
+class RunSummary:
+    captioned: int = 0
+    failed: int = 0
+    skipped: int = 0
+    elapsed_seconds: float = 0.0
+    interrupted: bool = False
+    retried_oom: int = 0
+
+    @property
+    def videos_per_minute(self) -> float:
+        return 60 * (self.captioned + self.failed) / self.elapsed_seconds if self.elapsed_seconds else 0.0
+
+
+@dataclass
+class _Job:
+    video: str
+    clips: list = field(default_factory=list)  # VideoFrames, one per segment (one for the whole video)
+    windows: list[tuple[float, float]] = field(default_factory=list)
+    outputs: dict[int, Generated] = field(default_factory=dict)
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # decode + generation time spent on this video
+
+
+def run_batch(backend: CaptionBackend, videos: list[str], prompt: str, sampling: SamplingOptions,
+              settings: GenerationSettings, options: BatchOptions = BatchOptions(), *,
+              on_record: Callable[[CaptionRecord], None] = lambda record: None,
+              stop: threading.Event | None = None, skipped: int = 0) -> RunSummary:
+    """Caption `videos` in order; stops between batches once `stop` is set (Ctrl-C)."""
+    summary = RunSummary(skipped=skipped)
+    started = time.perf_counter()
+    stop = stop or threading.Event()
+    ahead = max(2 * options.batch_size, options.workers)
+    with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="vlmkit-decode") as pool:
+        queue: deque[tuple[str, Future]] = deque()
+        remaining = iter(videos)
+
+        def refill() -> None:
+            while len(queue) < ahead and not stop.is_set():
+                video = next(remaining, None)
+                if video is None:
+                    return
+                queue.append((video, pool.submit(_decode_job, video, sampling, options.segments,
+                                                 backend.default_frames)))
+
+        refill()
+        while queue and not stop.is_set():
+            jobs = _next_jobs(queue, options.batch_size)
+            refill()  # decode the next batch while this one generates
+            _generate(backend, jobs, prompt, settings, summary)
+            for job in jobs:
+                record = _finish(backend, job, prompt, settings, options)
+                summary.captioned += record.status == "ok"
+                summary.failed += record.status != "ok"
+                on_record(record)
+        for _, future in queue:  # interrupted: drop decodes that were started ahead
+            future.cancel()
+    summary.interrupted = stop.is_set()
+    summary.elapsed_seconds = time.perf_counter() - started
+    return summary
+
+
+def _next_jobs(queue: deque, batch_size: int) -> list[_Job]:
+    """Jobs whose clips fill about one batch (one long video with many segments is a batch alone)."""
+    jobs, clips = [], 0
+    while queue and (not jobs or clips + 1 <= batch_size):
+        _, future = queue.popleft()
+        job = future.result()
+        jobs.append(job)
+        clips += max(1, len(job.clips))
+    return jobs
+
+
+def _decode_job(video: str, sampling: SamplingOptions, segments: float | None, default_frames: int) -> _Job:
+    from vlmkit.frames import probe_video, sample_frames
+
+    job, started = _Job(video), time.perf_counter()
+    num = None if sampling.fps else (sampling.num_frames or default_frames)
+    try:
+        if segments:
+            info = probe_video(video, timeout=sampling.timeout)
+            begin, end = sampling.start or 0.0, min(sampling.end or float("inf"), info.duration or 0.0)
+            count = max(1, math.ceil((end - begin) / segments))
+            job.windows = [(begin + i * segments, min(begin + (i + 1) * segments, end)) for i in range(count)]
+        windows = job.windows or [(sampling.start, sampling.end)]
+        for lo, hi in windows:
+            job.clips.append(sample_frames(video, num_frames=num, fps=sampling.fps, min_frames=sampling.min_frames,
+                                           max_frames=sampling.max_frames, start=lo, end=hi,
+                                           timeout=sampling.timeout))
+    except VlmkitError as exc:
+        job.error, job.clips = exc.message, []
+    except Exception as exc:  # noqa: BLE001 - one bad file never ends the run
+        job.error, job.clips = f"{type(exc).__name__}: {exc}", []
+    job.seconds = time.perf_counter() - started
+    return job
+
+
+def _generate(backend, jobs: list[_Job], prompt: str, settings: GenerationSettings, summary: RunSummary) -> None:
+    pending = [(job, i, clip) for job in jobs if not job.error for i, clip in enumerate(job.clips)]
+    for job, _, clip in pending:
+        limit = backend.context_limit(len(clip.frames), settings.max_new_tokens)
+        if limit:
+            job.error = limit
+    pending = [p for p in pending if not p[0].error]
+    if not pending:
+        return
+    started = time.perf_counter()
+    outputs = _generate_or_split(backend, [clip for _, _, clip in pending], prompt, settings)
+    share = (time.perf_counter() - started) / len(pending)
+    for (job, index, clip), result in zip(pending, outputs):
+        job.seconds += share
+        if isinstance(result, Generated):
+            job.outputs[index] = result
+            continue
+        retried = _retry_with_fewer_frames(backend, clip, prompt, settings)
+        summary.retried_oom += 1
+        if isinstance(retried, Generated):
+            job.outputs[index] = retried
+            job.notes.append(f"CUDA out of memory with {len(clip.frames)} frames; retried with "
+                             f"{(len(clip.frames) + 1) // 2}")
+        else:
+            job.error = f"CUDA out of memory, even with {(len(clip.frames) + 1) // 2} frames"
+
+
+def _generate_or_split(backend, clips, prompt, settings) -> list[Generated | None]:
+    """Out of memory on a batch: free it and try each video alone; None marks a video that still fails."""
+    try:
+        return backend.generate(clips, prompt, settings)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+    free_gpu_memory()
+    if len(clips) == 1:
+        return [None]
+    return [out for clip in clips for out in _generate_or_split(backend, [clip], prompt, settings)]
+
+
+def _retry_with_fewer_frames(backend, clip, prompt, settings) -> Generated | None:
+    from dataclasses import replace
+
+    halved = replace(clip, frames=clip.frames[::2], timestamps=clip.timestamps[::2])
+    try:
+        return backend.generate([halved], prompt, settings)[0]
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        free_gpu_memory()
+        return None
+
+
+def _finish(backend, job: _Job, prompt: str, settings: GenerationSettings, options: BatchOptions) -> CaptionRecord:
+    video = os.path.abspath(job.video)
+    if job.error:
+        return CaptionRecord(video, None, backend.keys, [], prompt, 0, round(job.seconds, 3), "error", job.error,
+                             job.notes)
+    clean = strip_stock_opening if options.strip_prefix else (lambda text: text)
+    captions = [clean(job.outputs[i].text) for i in range(len(job.clips))]
+    new_tokens = sum(job.outputs[i].new_tokens for i in range(len(job.clips)))
+    stamps = [round(t, 3) for clip in job.clips for t in clip.timestamps]
+    if not options.segments:
+        return CaptionRecord(video, captions[0], backend.keys, stamps, prompt, new_tokens, round(job.seconds, 3),
+                             notes=job.notes)
+    segments = [{"start": round(lo, 3), "end": round(hi, 3), "caption": text}
+                for (lo, hi), text in zip(job.windows, captions)]
+    whole = None
+    if options.summary and len(segments) > 1:
+        started = time.perf_counter()
+        listing = "\n".join(f"[{s['start']:.0f}-{s['end']:.0f} s] {s['caption']}" for s in segments)
+        made = backend.generate_text([SUMMARY_PROMPT.format(segments=listing)], settings)[0]
+        whole, new_tokens = clean(made.text), new_tokens + made.new_tokens
+        job.seconds += time.perf_counter() - started
+    return CaptionRecord(video, whole or " ".join(captions), backend.keys, stamps, prompt, new_tokens,
+                         round(job.seconds, 3), notes=job.notes, segments=segments, summary=whole)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "CUDA out of memory" in str(exc))
+
+
+def free_gpu_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
