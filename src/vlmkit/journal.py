@@ -38,13 +38,12 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         journal._file = path.open("a", encoding="utf-8", newline="")
         if kind == "csv" and path.stat().st_size == 0:
-            journal._write_line(_csv_line(CSV_FIELDS))
+            journal._write_line(csv_line(CSV_FIELDS))
         return journal
 
     def write(self, record: dict) -> None:
         if self.kind == "csv":
-            row = [_csv_value(record.get(k)) for k in CSV_FIELDS]
-            self._write_line(_csv_line(row))
+            self._write_line(csv_line(record))
         else:
             self._write_line(json.dumps(record, ensure_ascii=False) + "\n")
         (self.done if record["status"] == "ok" else self.failed).add(record["video"])
@@ -98,7 +97,10 @@ class Journal:
                              "Resume only with a file vlmkit wrote; pass another --output to start afresh.") from None
 
 
-def _csv_line(values: list) -> str:
+def csv_line(values: list | dict) -> str:
+    """One CSV line; a dict is laid out in CSV_FIELDS order."""
+    if isinstance(values, dict):
+        values = [_csv_value(values.get(k)) for k in CSV_FIELDS]
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow(values)
     return out.getvalue()

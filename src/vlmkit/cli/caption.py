@@ -1,8 +1,13 @@
-"""`vlmkit caption VIDEO...`: caption videos with an end-to-end VLM or encoder + projector + LLM."""
+"""`vlmkit caption VIDEO|DIR...`: caption one video or a hundred thousand, resumably."""
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import signal
+import sys
+import threading
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,19 +18,25 @@ from rich.markup import escape
 from vlmkit.captioning import DEFAULT_PROMPT
 from vlmkit.cli.load import DeviceOpt
 from vlmkit.cli.options import DtypeOpt, EncoderOpt, LlmOpt, MaxNewTokensOpt, OfflineOpt, ProjectorOpt, VlmOpt
+from vlmkit.cli.progress import ProgressReporter
 from vlmkit.cli.render import stderr, stdout, to_jsonable
 from vlmkit.cli.state import registry_from
+from vlmkit.errors import UsageError
 
 
 class Format(str, Enum):
     text = "text"
     json = "json"
     jsonl = "jsonl"
+    csv = "csv"
+    srt = "srt"
+    vtt = "vtt"
 
 
 def caption(
     ctx: typer.Context,
-    videos: Annotated[list[Path], typer.Argument(help="Video files.", show_default=False)],
+    videos: Annotated[Optional[list[Path]], typer.Argument(help="Video files or directories (searched recursively).", show_default=False)] = None,
+    manifest: Annotated[Optional[list[Path]], typer.Option("--list", help="A file of videos: one path per line, or JSONL with a \"video\" field.")] = None,
     vlm: VlmOpt = None,
     encoder: EncoderOpt = None,
     llm: LlmOpt = None,
@@ -37,38 +48,136 @@ def caption(
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", min=1, help="With --fps: at most this many.")] = None,
     start: Annotated[Optional[float], typer.Option("--start", min=0, help="Start of the window, seconds.")] = None,
     end: Annotated[Optional[float], typer.Option("--end", min=0, help="End of the window, seconds.")] = None,
+    segments: Annotated[Optional[float], typer.Option("--segments", min=0.1, help="Dense captions: one per window of this many seconds.")] = None,
+    summary: Annotated[bool, typer.Option("--summary", help="With --segments: add a whole-video summary.")] = False,
     max_new_tokens: MaxNewTokensOpt = 128,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0, help="Sample at this temperature (default: greedy).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed for sampling.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write results to this file.")] = None,
-    output_format: Annotated[Format, typer.Option("--format", help="text, json or jsonl.")] = Format.text,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Videos per generate call.")] = 1,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads decoding upcoming videos.")] = 2,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Append records here (.jsonl or .csv) as each video finishes; rerun to resume.")] = None,
+    output_format: Annotated[Optional[Format], typer.Option("--format", help="text, json, jsonl, csv; srt/vtt write one subtitle file per video (with --segments).")] = None,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="When resuming, caption the videos that failed before again.")] = False,
+    strip_prefix: Annotated[bool, typer.Option("--strip-prefix", help="Remove stock openings such as \"The video shows\".")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     dtype: DtypeOpt = None,
     device: DeviceOpt = None,
     offline: OfflineOpt = False,
 ) -> None:
     """Caption videos. Default model: the end-to-end VLM `recommend` picks for this machine."""
-    from vlmkit.captioning import caption as run_caption
+    from vlmkit.backends.base import GenerationSettings
+    from vlmkit.batch import BatchOptions, RunSummary, run_batch
+    from vlmkit.captioning import SamplingOptions, load_for_captioning
+    from vlmkit.inputs import collect_videos
+    from vlmkit.journal import Journal
 
-    records = run_caption(videos, vlm=vlm, encoder=encoder, llm=llm, projector=projector, prompt=prompt,
-                          frames=frames, fps=fps, min_frames=min_frames, max_frames=max_frames, start=start, end=end,
-                          max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, dtype=dtype,
-                          device=device, offline=offline, registry=registry_from(ctx))
-    text = _format(records, output_format)
-    if output:
-        output.write_text(text, encoding="utf-8")
-        stderr.print(f"Wrote {len(records)} record(s) to {output}", highlight=False)
-    else:
-        stdout.out(text, end="", highlight=False)
-    failed = [r for r in records if r.status != "ok"]
-    for r in failed:
-        stderr.print(f"[bold red]Error:[/bold red] {escape(f'{r.video}: {r.error}')}", highlight=False)
-    if failed:
-        raise typer.Exit(1)
+    output_format = _check_format(output_format, output, segments)
+    paths = collect_videos(videos or [], manifest or [])
+    if not paths:
+        raise UsageError("No videos to caption", "Name video files or directories, or pass --list FILE.")
+    journal = Journal.open(output, retry_errors=retry_errors) if output else None
+    recorded = (journal.done | journal.failed) if journal else set()
+    todo = [p for p in paths if os.path.abspath(p) not in recorded]
+    skipped = len(paths) - len(todo)
+    if journal and skipped:
+        stderr.print(f"Resuming {output}: {skipped} of {len(paths)} videos already recorded"
+                     + ("" if retry_errors or not journal.failed else f" ({len(journal.failed)} failed: --retry-errors retries them)"),
+                     highlight=False)
+
+    records: list = []
+    subtitle_dir = output.parent if output else Path.cwd()
+    progress = ProgressReporter(total=len(todo), quiet=quiet)
+    stop = threading.Event()
+
+    def on_record(record) -> None:
+        if journal:
+            journal.write(to_jsonable(record))
+        else:
+            records.append(record)
+        if output_format in (Format.srt, Format.vtt) and record.segments:
+            from vlmkit.subtitles import write_subtitles
+
+            write_subtitles(record.video, record.segments, output_format.value, subtitle_dir)
+        progress.advance(record)
+
+    try:
+        result = RunSummary(skipped=skipped)
+        if todo:
+            model = load_for_captioning(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype,
+                                        device=device, offline=offline, registry=registry_from(ctx))
+            with _first_interrupt_sets(stop), progress:
+                result = run_batch(
+                    model.backend, todo, prompt, SamplingOptions(frames, fps, min_frames, max_frames, start, end),
+                    GenerationSettings(max_new_tokens, temperature, seed),
+                    BatchOptions(batch_size=batch_size, workers=workers, segments=segments, summary=summary,
+                                 strip_prefix=strip_prefix),
+                    on_record=on_record, stop=stop, skipped=skipped)
+    finally:
+        if journal:
+            journal.close()
+    if not journal:
+        stdout.out(_render(records, output_format or Format.text), end="", highlight=False)
+    _print_summary(result, output, stopped=stop.is_set())
+    if result.failed or stop.is_set():
+        raise typer.Exit(130 if stop.is_set() else 1)
 
 
-def _format(records, output_format: Format) -> str:
-    if output_format is Format.jsonl:
-        return "".join(json.dumps(to_jsonable(r)) + "\n" for r in records)
+def _check_format(output_format: Format | None, output: Path | None, segments: float | None) -> Format | None:
+    if output_format in (Format.srt, Format.vtt) and not segments:
+        raise UsageError(f"--format {output_format.value} needs --segments SECONDS",
+                         "Subtitles need timed captions: add --segments 10, say.")
+    if output and output.suffix.lower() not in (".jsonl", ".csv"):
+        raise UsageError(f"--output {output}: use a .jsonl or .csv file",
+                         "Records are appended as each video finishes, so that a rerun resumes.")
+    if output and output_format in (Format.jsonl, Format.csv) and output.suffix.lower() != f".{output_format.value}":
+        raise UsageError(f"--format {output_format.value} does not match --output {output.name}",
+                         f"Name the output FILE.{output_format.value}.")
+    if output and output_format in (Format.text, Format.json):
+        raise UsageError(f"--format {output_format.value} goes to the terminal, not to --output",
+                         "Drop --output, or use a .jsonl/.csv output.")
+    return output_format
+
+
+def _render(records, output_format: Format) -> str:
     if output_format is Format.json:
         return json.dumps(to_jsonable(records), indent=2) + "\n"
-    return "".join(f"{r.video}: {r.caption}\n" for r in records if r.status == "ok")
+    if output_format is Format.text or output_format in (Format.srt, Format.vtt):
+        return "".join(f"{r.video}: {r.caption}\n" for r in records if r.status == "ok")
+    if output_format is Format.csv:
+        from vlmkit.journal import CSV_FIELDS, csv_line
+
+        return csv_line(CSV_FIELDS) + "".join(csv_line(r) for r in map(to_jsonable, records))
+    return "".join(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n" for r in records)
+
+
+def _print_summary(result, output: Path | None, *, stopped: bool) -> None:
+    minutes, seconds = divmod(result.elapsed_seconds, 60)
+    stderr.print(f"Captioned {result.captioned}, skipped {result.skipped}, failed {result.failed} "
+                 f"in {int(minutes)}m{seconds:04.1f}s ({result.videos_per_minute:.1f} videos/min)", highlight=False)
+    if stopped:
+        command = shlex.join(["vlmkit", *sys.argv[1:]])
+        hint = f"Resume with: {command}" if output else "Add --output FILE.jsonl to make runs resumable."
+        stderr.print(f"Interrupted. {escape(hint)}", highlight=False)
+
+
+class _first_interrupt_sets:
+    """The first Ctrl-C finishes the batch in flight and stops; a second one stops at once."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum, frame) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+        stderr.print("\nStopping after the videos in flight (Ctrl-C again to stop now)…", highlight=False)

@@ -56,8 +56,8 @@ def _print(report: CheckReport) -> None:
     else:
         stdout.print("[bold]Token[/bold]   none: anonymous access only (gated models need a login: `hf auth login`)",
                      highlight=False)
-    if t.detail:
-        stdout.print(f"        {t.detail}", highlight=False)
+    if t.present and t.detail:
+        stdout.print(f"        {escape(t.detail)}", highlight=False)
     env = report.environment
     stdout.print(f"[bold]Python[/bold]  {env.python}   torch {env.torch or 'missing'}   "
                  f"transformers {env.transformers or 'missing'}   av {env.av or 'missing'}", highlight=False)
@@ -70,12 +70,17 @@ def _print(report: CheckReport) -> None:
     else:
         stdout.print(f"[bold]GPU[/bold]     none: {gpus.reason}", highlight=False)
 
-    table = Table("model", "kind", "repo", "status", "cached", "detail", box=None, pad_edge=False)
+    shared = {m.detail for m in report.models}
+    one_detail = len(report.models) > 1 and len(shared) == 1  # e.g. every model offline for the same reason
+    table = Table("model", "kind", "repo", "status", "cached", *([] if one_detail else ["detail"]),
+                  box=None, pad_edge=False)
     for m in report.models:
         style = STATUS_STYLE.get(m.status, "magenta")
-        table.add_row(m.key, m.kind, m.repo, f"[{style}]{m.status.value}[/{style}]", "yes" if m.cached else "",
-                      escape(m.detail))
+        cells = [m.key, m.kind, m.repo, f"[{style}]{m.status.value}[/{style}]", "yes" if m.cached else ""]
+        table.add_row(*cells, *([] if one_detail else [escape(m.detail)]))
     stdout.print()
     stdout.print(table)
+    if one_detail:
+        stdout.print(f"\nAll models: {escape(shared.pop())}", highlight=False)
     ok = sum(m.status is AccessStatus.OK for m in report.models)
     stdout.print(f"\n{ok} of {len(report.models)} models can be downloaded.", highlight=False)

@@ -10,7 +10,8 @@ from typing import Any
 
 from rich.console import Console
 
-stdout = Console(soft_wrap=True)
+# Piped output keeps whole lines (a log or `less` wraps them) instead of an 80-column table.
+stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 stderr = Console(stderr=True, soft_wrap=True)
 
 

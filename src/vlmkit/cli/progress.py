@@ -1,0 +1,53 @@
+"""Progress for long caption runs: a bar on a terminal, plain lines in a log, nothing with --quiet."""
+
+from __future__ import annotations
+
+import time
+
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from vlmkit.cli.render import stderr
+
+PLAIN_EVERY_SECONDS = 10.0
+
+
+class ProgressReporter:
+    def __init__(self, total: int, quiet: bool = False) -> None:
+        self.total, self.quiet, self.done = total, quiet, 0
+        self.started = time.perf_counter()
+        self.last_line = 0.0
+        self.bar: Progress | None = None
+        if not quiet and stderr.is_terminal:
+            self.bar = Progress(TextColumn("captioning"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=stderr)
+            self.task = self.bar.add_task("captioning", total=total, rate="")
+
+    def __enter__(self) -> ProgressReporter:
+        if self.bar:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar:
+            self.bar.stop()
+
+    def advance(self, record) -> None:
+        self.done += 1
+        rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+        if self.bar:
+            self.bar.update(self.task, advance=1, rate=f"{rate:.2f} videos/s")
+            if record.status != "ok":
+                self.bar.console.print(f"[red]failed[/red] {escape(record.video)}: {escape(record.error or '')}",
+                                       highlight=False)
+            return
+        if self.quiet:
+            return
+        now = time.perf_counter()
+        if record.status != "ok":
+            stderr.print(f"failed {escape(record.video)}: {escape(record.error or '')}", highlight=False)
+        if now - self.last_line >= PLAIN_EVERY_SECONDS or self.done == self.total:
+            self.last_line = now
+            left = (self.total - self.done) / rate if rate else 0
+            stderr.print(f"{self.done}/{self.total} videos, {rate:.2f} videos/s, about {left:.0f} s left",
+                         highlight=False)
