@@ -83,6 +83,11 @@ def load(*, vlm: str | None = None, encoder: str | None = None, llm: str | None 
 
 
 def _build(entries, paths, projector, torch_dtype, device) -> CaptionBackend:
+    from transformers.utils import logging as transformers_logging
+
+    # vlmkit reports what matters itself; transformers' per-tensor load reports and bars are noise here
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
     try:
         if len(entries) == 1:
             from vlmkit.backends.end_to_end import EndToEndBackend

@@ -48,8 +48,19 @@ class EndToEndBackend(CaptionBackend):
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
-    @torch.inference_mode()
     def generate(self, videos, prompt: str, settings: GenerationSettings) -> list[Generated]:
+        """Videos with different frame counts cannot share a tensor: one generate call per count."""
+        by_count: dict[int, list[int]] = {}
+        for index, video in enumerate(videos):
+            by_count.setdefault(len(video.frames), []).append(index)
+        results: list[Generated | None] = [None] * len(videos)
+        for indices in by_count.values():
+            for index, result in zip(indices, self._generate_same_length([videos[i] for i in indices], prompt, settings)):
+                results[index] = result
+        return results
+
+    @torch.inference_mode()
+    def _generate_same_length(self, videos, prompt: str, settings: GenerationSettings) -> list[Generated]:
         inputs = self._inputs(videos, prompt).to(self.device, self.dtype)  # casts floating tensors only
         seed_everything(settings.seed)
         tokenizer = self.processor.tokenizer
@@ -86,7 +97,7 @@ class EndToEndBackend(CaptionBackend):
         if family.startswith("qwen3"):
             metadata = [{"fps": TIME_SCALE, "total_num_frames": len(v.frames), "duration": v.duration,
                          "frames_indices": [round(t * TIME_SCALE) for t in v.timestamps]} for v in videos]
-            extra = {"use_audio_in_video": False} if family == "qwen3-omni" else {}
+            # cap_pixels_per_frame: the per-frame pixel cap of Qwen's reference implementation (qwen-vl-utils)
             return self.processor(text=texts, videos=frames, video_metadata=metadata, do_sample_frames=False,
-                                  padding=True, return_tensors="pt", **extra)
+                                  cap_pixels_per_frame=True, padding=True, return_tensors="pt")
         return self.processor(text=texts, videos=frames, padding=True, return_tensors="pt")

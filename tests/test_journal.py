@@ -1,0 +1,110 @@
+"""The output journal: appended records, resume, partial last lines, retried errors, CSV."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vlmkit.errors import UsageError
+from vlmkit.inputs import collect_videos
+from vlmkit.journal import Journal
+from vlmkit.subtitles import to_srt, to_vtt
+from vlmkit.text_cleanup import strip_stock_opening
+
+
+def record(video: str, status: str = "ok", caption: str = "a cat") -> dict:
+    return {"video": video, "status": status, "caption": caption if status == "ok" else None,
+            "error": None if status == "ok" else "corrupt", "timestamps": [0.5, 1.5]}
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_records_are_on_disk_as_soon_as_written(tmp_path, suffix):
+    path = tmp_path / f"out{suffix}"
+    journal = Journal.open(path)
+    journal.write(record("/v/a.mp4"))
+    assert "/v/a.mp4" in path.read_text()  # flushed before close
+    journal.write(record("/v/b.mp4", "error"))
+    journal.close()
+    reopened = Journal.open(path)
+    assert reopened.done == {"/v/a.mp4"} and reopened.failed == {"/v/b.mp4"}
+    reopened.close()
+
+
+def test_a_partial_last_line_is_cut_and_never_duplicated(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text(json.dumps(record("/v/a.mp4")) + "\n" + '{"video": "/v/b.mp4", "sta')
+    journal = Journal.open(path)
+    assert journal.done == {"/v/a.mp4"}
+    journal.write(record("/v/b.mp4"))
+    journal.close()
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["video"] for line in lines] == ["/v/a.mp4", "/v/b.mp4"]
+
+
+def test_retry_errors_drops_the_old_error_records(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [record("/v/a.mp4"), record("/v/b.mp4", "error")]))
+    journal = Journal.open(path, retry_errors=True)
+    assert journal.failed == set() and journal.done == {"/v/a.mp4"}
+    journal.write(record("/v/b.mp4"))
+    journal.close()
+    videos = [json.loads(line)["video"] for line in path.read_text().splitlines()]
+    assert videos == ["/v/a.mp4", "/v/b.mp4"]
+
+
+def test_a_file_that_is_not_a_journal_is_refused(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text("hello\n")
+    with pytest.raises(UsageError, match="not a vlmkit record"):
+        Journal.open(path)
+    assert path.read_text() == "hello\n"  # nothing already written is lost
+
+
+def test_csv_keeps_one_line_per_record(tmp_path):
+    path = tmp_path / "out.csv"
+    journal = Journal.open(path)
+    journal.write(record("/v/a.mp4", caption="line one\nline two, with a comma"))
+    journal.close()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("video,status,caption")
+    assert Journal.open(path).done == {"/v/a.mp4"}
+
+
+def test_collect_videos_from_files_directories_and_manifests(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for name in ["d/a.mp4", "d/sub/b.MKV", "d/notes.txt", "c.webm"]:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "list.txt").write_text("# comment\nc.webm\n\nmissing.mp4\n")
+    (tmp_path / "list.jsonl").write_text('{"video": "d/a.mp4", "label": 3}\n')
+    found = collect_videos([tmp_path / "d"], [tmp_path / "list.txt", tmp_path / "list.jsonl"])
+    assert found == [str(tmp_path / "d/a.mp4"), str(tmp_path / "d/sub/b.MKV"), str(tmp_path / "c.webm"),
+                     str(tmp_path / "missing.mp4")]
+
+
+def test_bad_manifest_lines_name_the_line(tmp_path):
+    (tmp_path / "list.jsonl").write_text('{"video": "a.mp4"}\n{"path": "b.mp4"}\n')
+    with pytest.raises(UsageError, match="list.jsonl:2"):
+        collect_videos([], [tmp_path / "list.jsonl"])
+    with pytest.raises(UsageError, match="Manifest not found"):
+        collect_videos([], [tmp_path / "nope.txt"])
+
+
+def test_subtitles():
+    segments = [{"start": 0.0, "end": 10.0, "caption": "A dog runs."},
+                {"start": 10.0, "end": 3725.5, "caption": "It sleeps."}]
+    assert to_srt(segments) == ("1\n00:00:00,000 --> 00:00:10,000\nA dog runs.\n\n"
+                                "2\n00:00:10,000 --> 01:02:05,500\nIt sleeps.\n")
+    assert to_vtt(segments).startswith("WEBVTT\n\n00:00:00.000 --> 00:00:10.000\nA dog runs.\n")
+
+
+@pytest.mark.parametrize("before, after", [
+    ("The video shows a red car turning left.", "A red car turning left."),
+    ("In this video, a man cooks pasta.", "A man cooks pasta."),
+    ("This clip depicts two cats.", "Two cats."),
+    ("The video begins with a sunrise.", "A sunrise."),
+    ("A dog runs on the beach.", "A dog runs on the beach."),
+    ("The videographer walks.", "The videographer walks."),
+])
+def test_strip_stock_opening(before, after):
+    assert strip_stock_opening(before) == after
