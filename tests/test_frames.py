@@ -1,4 +1,8 @@
-"""sample_frames / probe_video on real PyAV-encoded clips (see videos.py for the counter pattern)."""
+"""sample_frames / probe_video on real PyAV-encoded clips (see videos.py for the counter pattern).
+
+The shared clips (video_dir, counter_video, long_video, red_video, blue_video) come from videos.py
+through tests/conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ import time
 import numpy as np
 import pytest
 
-import videos
 import vlmkit.frames
 from videos import (
     CODEC_CONTAINERS,
@@ -25,10 +28,6 @@ from videos import (
 )
 from vlmkit.errors import UsageError, VideoError
 from vlmkit.frames import probe_video, sample_frames, target_times
-
-# The shared clips (session-scoped fixtures); harmless to keep once tests/conftest.py re-exports them.
-video_dir, counter_video, long_video = videos.video_dir, videos.counter_video, videos.long_video
-red_video, blue_video = videos.red_video, videos.blue_video
 
 FPS = 30
 
@@ -151,6 +150,7 @@ def test_streams_without_index_or_timestamps(tmp_path, ext):
 
     assert indices(result) == [round(t * FPS) for t in result.timestamps]
     assert_nearest(result, target_times(4.0, num_frames=8), [i / FPS for i in range(120)])
+    assert probe_video(path).duration == pytest.approx(4.0)  # from the packets when the header has none
 
 
 @pytest.mark.parametrize(

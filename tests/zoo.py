@@ -426,6 +426,9 @@ def build_qwen3(dest: Path) -> dict[str, Any]:
         head_dim=16,
         max_position_embeddings=2048,
         tie_word_embeddings=True,
+        # Trained LLMs give confident logits; at the default 0.02 a random 64-wide LM's logits are
+        # nearly flat whatever its input, so a projector trained against it could never steer it.
+        initializer_range=0.2,
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 SEEK_GAP = 1.0  # s: without a keyframe index, seek only when the next target is further ahead than this
-SKIP_MARGIN = 1.0  # s: short of a target by more than this, skip decoding frames no other frame references
+SKIP_MARGIN = 0.5  # s: short of a target by more than this, skip decoding frames no other frame references
 _EPS = 1e-6  # s: frame times are floats of rational timestamps
 # Demuxers that read a complete keyframe index with the header (MP4 moov, MKV/WebM cues, AVI idx1).
 # Others (MPEG-TS, ...) only index what a seek happened to pass over: their index is not a map.
@@ -71,6 +71,8 @@ class VideoFrames:
 def probe_video(path: str | os.PathLike, *, timeout: float | None = 60.0) -> VideoInfo:
     """Duration, frame rate, size, codec and rotation from the headers; decodes no frames.
 
+    Files whose header states no duration (raw .h264 streams) have their packets read for it.
+
     Rotation is read from the track header of MP4/MOV files (where phones write it); other
     containers report 0 here, though `sample_frames` still applies their rotation.
     """
@@ -83,8 +85,11 @@ def probe_video(path: str | os.PathLike, *, timeout: float | None = 60.0) -> Vid
             width, height = stream.codec_context.width, stream.codec_context.height
             if rotation % 180:
                 width, height = height, width
+            duration = _header_duration(container, stream)
+            if duration is None:  # raw streams (.h264): read the packets, still without decoding
+                duration = _scan_duration(container, stream, _origin(stream), clock)
             return VideoInfo(
-                path=path, duration=_header_duration(container, stream),
+                path=path, duration=duration,
                 fps=float(stream.average_rate) if stream.average_rate else None,
                 width=width, height=height, codec=stream.codec_context.name,
                 frame_count=stream.frames or None, rotation=rotation,
@@ -128,21 +133,24 @@ def sample_frames(
                 return container, stream
 
             container, stream = open_stream()
-            origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+            origin = _origin(stream)
             duration = _header_duration(container, stream)
             if duration is None:  # raw streams (.h264, ...): read the packets' times in a second handle
                 duration = _scan_duration(*open_stream(), origin, clock)
             times = target_times(duration, num_frames=num_frames, fps=fps, min_frames=min_frames,
                                  max_frames=max_frames, start=start, end=end)
             reader = _Reader(container, stream, clock, reopen=open_stream)
-            timestamps, arrays = [], []
+            timestamps, frames = [], None
             for when, frame in _nearest_frames(reader, [origin + t for t in times]):
-                size = arrays[0].shape if arrays else None
+                rgb = _to_rgb(frame, frames.shape[1:] if frames is not None else None)  # [H, W, 3]
+                if frames is None:  # filled in place: no second copy of many frames at the end
+                    frames = np.empty((len(times), *rgb.shape), np.uint8)  # [T, H, W, 3]
+                frames[len(timestamps)] = rgb
                 timestamps.append(round(when - origin, 6))
-                arrays.append(_to_rgb(frame, size))  # now, so the decoder's frame is not kept
-            if not arrays:
+            if frames is None:
                 raise VideoError(f"{path}: no decodable frames", hint=_DAMAGED_HINT)
-            frames = np.stack(arrays)  # [T, H, W, 3]
+            if len(timestamps) < len(times):  # targets shared frames
+                frames = frames[: len(timestamps)].copy()
             return VideoFrames(path=path, frames=frames, timestamps=timestamps, duration=duration,
                                width=frames.shape[2], height=frames.shape[1], decoded_frames=reader.decoded)
 
@@ -401,6 +409,11 @@ def _video_stream(container: av.container.InputContainer, path: str) -> av.Video
     kinds = sorted({s.type for s in container.streams}) or ["no streams"]
     raise VideoError(f"{path} has no video stream (it has: {', '.join(kinds)})",
                      hint="Pass a video file; audio-only files cannot be captioned.")
+
+
+def _origin(stream: av.VideoStream) -> float:
+    """The stream's start (s): timestamps are reported from here, so a video starts at 0."""
+    return float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
 
 
 def _header_duration(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
