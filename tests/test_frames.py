@@ -42,7 +42,7 @@ def empty_file(path):
 
 
 def assert_nearest(result, targets: list[float], frame_times: list[float]) -> None:
-    """Each returned frame is the decoded frame nearest some target (ties go to the later one)."""
+    """The timestamps are those of the frames nearest the targets, in order, without repeats (ties: later)."""
     expected = []
     for target in targets:
         after = min((t for t in frame_times if t >= target - 1e-6), default=frame_times[-1])
@@ -56,7 +56,7 @@ def assert_nearest(result, targets: list[float], frame_times: list[float]) -> No
 # --- which frames, at which times ---------------------------------------------------------------
 
 
-def test_uniform_sampling_returns_the_frames_shown_at_segment_centres(counter_video):
+def test_uniform_sampling_returns_the_frames_nearest_segment_centres(counter_video):
     result = sample_frames(counter_video, num_frames=8)
 
     assert result.frames.shape == (8, 48, 64, 3) and result.frames.dtype == np.uint8

@@ -8,7 +8,8 @@ Pattern clips ("counter" clips) make each frame's content say which frame it is:
 bits of the frame index, white for 1 and black for 0 (most significant bit first, row by row).
 `read_index` reads the number back from a decoded RGB frame, which lets tests check that the
 frame returned for a time is the frame shown at that time. Each frame differs from the last, so
-codecs do real inter-frame work.
+codecs do real inter-frame work. Keep HEVC counter clips at 64×48 or more: at 32×32 x265's
+artefacts flip the odd bit.
 
 The fixtures at the end (`video_dir`, session-scoped, holds a standard set; `counter_video`,
 `long_video`, `red_video`, `blue_video` name clips in it) are shared by importing them into a

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from vlmkit.backends.base import CaptionBackend, Generated, GenerationSettings
 from vlmkit.captioning import CaptionRecord, SamplingOptions
@@ -148,41 +148,36 @@ def _generate(backend, jobs: list[_Job], prompt: str, settings: GenerationSettin
         job.seconds += share
         if isinstance(result, Generated):
             job.outputs[index] = result
-            continue
-        retried = _retry_with_fewer_frames(backend, clip, prompt, settings)
-        summary.retried_oom += 1
-        if isinstance(retried, Generated):
-            job.outputs[index] = retried
-            job.notes.append(f"CUDA out of memory with {len(clip.frames)} frames; retried with "
-                             f"{(len(clip.frames) + 1) // 2}")
+        elif not is_out_of_memory(result):
+            job.error = f"the model failed on this video: {_describe(result)}"
         else:
-            job.error = f"CUDA out of memory, even with {(len(clip.frames) + 1) // 2} frames"
+            fewer = (len(clip.frames) + 1) // 2
+            summary.retried_oom += 1
+            halved = replace(clip, frames=clip.frames[::2], timestamps=clip.timestamps[::2])
+            retried = _generate_or_split(backend, [halved], prompt, settings)[0]
+            if isinstance(retried, Generated):
+                job.clips[index], job.outputs[index] = halved, retried
+                job.notes.append(f"CUDA out of memory with {len(clip.frames)} frames; retried with {fewer}")
+            else:
+                job.error = (f"CUDA out of memory, even with {fewer} frames" if is_out_of_memory(retried)
+                             else f"the model failed on this video: {_describe(retried)}")
 
 
-def _generate_or_split(backend, clips, prompt, settings) -> list[Generated | None]:
-    """Out of memory on a batch: free it and try each video alone; None marks a video that still fails."""
+def _generate_or_split(backend, clips, prompt, settings) -> list[Generated | Exception]:
+    """A failing batch is retried one video at a time, so one bad video cannot sink the others."""
     try:
         return backend.generate(clips, prompt, settings)
-    except Exception as exc:
-        if not is_out_of_memory(exc):
-            raise
-    free_gpu_memory()
-    if len(clips) == 1:
-        return [None]
+    except Exception as exc:  # noqa: BLE001 - reported per video below
+        if is_out_of_memory(exc):
+            free_gpu_memory()
+        if len(clips) == 1:
+            return [exc]
     return [out for clip in clips for out in _generate_or_split(backend, [clip], prompt, settings)]
 
 
-def _retry_with_fewer_frames(backend, clip, prompt, settings) -> Generated | None:
-    from dataclasses import replace
-
-    halved = replace(clip, frames=clip.frames[::2], timestamps=clip.timestamps[::2])
-    try:
-        return backend.generate([halved], prompt, settings)[0]
-    except Exception as exc:
-        if not is_out_of_memory(exc):
-            raise
-        free_gpu_memory()
-        return None
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _finish(backend, job: _Job, prompt: str, settings: GenerationSettings, options: BatchOptions) -> CaptionRecord:
@@ -210,7 +205,7 @@ def _finish(backend, job: _Job, prompt: str, settings: GenerationSettings, optio
                          round(job.seconds, 3), notes=job.notes, segments=segments, summary=whole)
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
+def is_out_of_memory(exc: BaseException | Generated) -> bool:
     import torch
 
     return isinstance(exc, torch.OutOfMemoryError) or (

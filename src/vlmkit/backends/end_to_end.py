@@ -95,9 +95,23 @@ class EndToEndBackend(CaptionBackend):
             return self.processor(text=texts, images=images, padding=True, return_tensors="pt")
         frames = [v.frames for v in videos]
         if family.startswith("qwen3"):
-            metadata = [{"fps": TIME_SCALE, "total_num_frames": len(v.frames), "duration": v.duration,
-                         "frames_indices": [round(t * TIME_SCALE) for t in v.timestamps]} for v in videos]
+            frames = [_whole_temporal_patches(f, self.processor.video_processor.temporal_patch_size) for f in frames]
+            metadata = [{"fps": TIME_SCALE, "total_num_frames": len(f), "duration": v.duration,
+                         "frames_indices": _padded([round(t * TIME_SCALE) for t in v.timestamps], len(f))}
+                        for v, f in zip(videos, frames)]
             # cap_pixels_per_frame: the per-frame pixel cap of Qwen's reference implementation (qwen-vl-utils)
             return self.processor(text=texts, videos=frames, video_metadata=metadata, do_sample_frames=False,
                                   cap_pixels_per_frame=True, padding=True, return_tensors="pt")
         return self.processor(text=texts, videos=frames, padding=True, return_tensors="pt")
+
+
+def _whole_temporal_patches(frames, size: int):
+    """Qwen merges `size` frames into one temporal patch and rejects fewer: repeat the last frame."""
+    import numpy as np
+
+    missing = -len(frames) % size
+    return np.concatenate([frames, frames[-1:].repeat(missing, axis=0)]) if missing else frames
+
+
+def _padded(values: list, length: int) -> list:
+    return values + values[-1:] * (length - len(values))

@@ -78,11 +78,10 @@ def caption(
     journal = Journal.open(output, retry_errors=retry_errors) if output else None
     recorded = (journal.done | journal.failed) if journal else set()
     todo = [p for p in paths if os.path.abspath(p) not in recorded]
+    failed_before = len({os.path.abspath(p) for p in paths} & journal.failed) if journal else 0
     skipped = len(paths) - len(todo)
     if journal and skipped:
-        stderr.print(f"Resuming {output}: {skipped} of {len(paths)} videos already recorded"
-                     + ("" if retry_errors or not journal.failed else f" ({len(journal.failed)} failed: --retry-errors retries them)"),
-                     highlight=False)
+        stderr.print(f"Resuming {output}: {skipped} of {len(paths)} videos already recorded", highlight=False)
 
     records: list = []
     subtitle_dir = output.parent if output else Path.cwd()
@@ -117,8 +116,8 @@ def caption(
             journal.close()
     if not journal:
         stdout.out(_render(records, output_format or Format.text), end="", highlight=False)
-    _print_summary(result, output, stopped=stop.is_set())
-    if result.failed or stop.is_set():
+    _print_summary(result, output, stopped=stop.is_set(), failed_before=failed_before)
+    if result.failed or failed_before or stop.is_set():
         raise typer.Exit(130 if stop.is_set() else 1)
 
 
@@ -150,9 +149,10 @@ def _render(records, output_format: Format) -> str:
     return "".join(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n" for r in records)
 
 
-def _print_summary(result, output: Path | None, *, stopped: bool) -> None:
+def _print_summary(result, output: Path | None, *, stopped: bool, failed_before: int) -> None:
     minutes, seconds = divmod(result.elapsed_seconds, 60)
-    stderr.print(f"Captioned {result.captioned}, skipped {result.skipped}, failed {result.failed} "
+    earlier = f" ({failed_before} of them failed earlier: --retry-errors retries them)" if failed_before else ""
+    stderr.print(f"Captioned {result.captioned}, skipped {result.skipped}{earlier}, failed {result.failed} "
                  f"in {int(minutes)}m{seconds:04.1f}s ({result.videos_per_minute:.1f} videos/min)", highlight=False)
     if stopped:
         command = shlex.join(["vlmkit", *sys.argv[1:]])
