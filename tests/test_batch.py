@@ -207,3 +207,13 @@ def test_an_output_that_is_not_a_journal_is_left_alone(zoo_registry, batch_dir, 
     assert run.returncode == 2 and "is not a vlmkit record" in err
     assert out.read_text() == "my own notes\n"
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_static_cache_gives_the_same_captions(qwen3_vl, batch_dir):
+    from vlmkit.backends.base import GenerationSettings
+    from vlmkit.frames import sample_frames
+
+    clips = [sample_frames(p, num_frames=2) for p in sorted(batch_dir.glob("clip*.mp4"))[:3]]
+    dynamic = qwen3_vl.backend.generate(clips, "Describe.", GenerationSettings(max_new_tokens=6))
+    static = qwen3_vl.backend.generate(clips, "Describe.", GenerationSettings(max_new_tokens=6, static_cache=True))
+    assert static == dynamic

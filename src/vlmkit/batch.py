@@ -201,7 +201,7 @@ def _finish(backend, job: _Job, prompt: str, settings: GenerationSettings, optio
         made = backend.generate_text([SUMMARY_PROMPT.format(segments=listing)], settings)[0]
         whole, new_tokens = clean(made.text), new_tokens + made.new_tokens
         job.seconds += time.perf_counter() - started
-    return CaptionRecord(video, whole or " ".join(captions), backend.keys, stamps, prompt, new_tokens,
+    return CaptionRecord(video, whole or " ".join(c for c in captions if c), backend.keys, stamps, prompt, new_tokens,
                          round(job.seconds, 3), notes=job.notes, segments=segments, summary=whole)
 
 

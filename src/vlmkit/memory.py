@@ -46,7 +46,7 @@ def projector_params(encoder: Encoder, llm: LLM) -> int:
 
 
 def estimate_composed(encoder: Encoder, llm: LLM, *, frames: int, max_new_tokens: int, dtype: str,
-                      prompt_tokens: int = PROMPT_TOKENS) -> MemoryEstimate:
+                      prompt_tokens: int = PROMPT_TOKENS, on_gpu: bool = True) -> MemoryEstimate:
     """encoder + projector + LLM, all on one GPU."""
     size = DTYPE_BYTES[dtype]
     context = prompt_tokens + frames * encoder.tokens_per_frame + max_new_tokens
@@ -60,13 +60,13 @@ def estimate_composed(encoder: Encoder, llm: LLM, *, frames: int, max_new_tokens
             "kv_cache": kv_cache_bytes(llm, context, size),
             # the encoder finishes before prefill starts: only the larger of the two is live
             "activations": round(max(vision, prefill) * (1 + ALLOCATOR_SLACK)),
-            "cuda_context": CUDA_CONTEXT_BYTES,
+            "cuda_context": CUDA_CONTEXT_BYTES if on_gpu else 0,
         },
     )
 
 
 def estimate_vlm(vlm: VLM, *, frames: int, max_new_tokens: int, dtype: str,
-                 prompt_tokens: int = PROMPT_TOKENS) -> MemoryEstimate:
+                 prompt_tokens: int = PROMPT_TOKENS, on_gpu: bool = True) -> MemoryEstimate:
     """An end-to-end VLM: its vision tower runs over every frame, then its LLM."""
     size = DTYPE_BYTES[dtype]
     context = prompt_tokens + frames * vlm.tokens_per_frame + max_new_tokens
@@ -80,7 +80,7 @@ def estimate_vlm(vlm: VLM, *, frames: int, max_new_tokens: int, dtype: str,
             "weights": vlm.params * size,
             "kv_cache": kv_cache_bytes(vlm, context, size),
             "activations": round(max(vision, prefill) * (1 + ALLOCATOR_SLACK)),
-            "cuda_context": CUDA_CONTEXT_BYTES,
+            "cuda_context": CUDA_CONTEXT_BYTES if on_gpu else 0,
         },
     )
 

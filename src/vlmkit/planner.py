@@ -104,24 +104,28 @@ class _Planner:
         self.registry, self.target, self.dtype = registry, target, dtype
         self.frames, self.max_new_tokens = frames, max_new_tokens
         self.tier = registry.tier(target.name) if target.source != "--vram" else None
+        self.on_gpu = target.source != "cpu"
 
     def composed(self, encoder: Encoder, llm: LLM) -> Candidate:
         def estimate(frames: int) -> MemoryEstimate:
             return estimate_composed(encoder, llm, frames=frames, max_new_tokens=self.max_new_tokens,
-                                     dtype=self.dtype)
+                                     dtype=self.dtype, on_gpu=self.on_gpu)
         is_tier = bool(self.tier and (self.tier.encoder, self.tier.llm) == (encoder.key, llm.key))
         return self._candidate(estimate, encoder=encoder.key, llm=llm.key, tier=is_tier)
 
     def vlm(self, vlm: VLM) -> Candidate:
         def estimate(frames: int) -> MemoryEstimate:
-            return estimate_vlm(vlm, frames=frames, max_new_tokens=self.max_new_tokens, dtype=self.dtype)
+            return estimate_vlm(vlm, frames=frames, max_new_tokens=self.max_new_tokens, dtype=self.dtype,
+                                on_gpu=self.on_gpu)
         return self._candidate(estimate, vlm=vlm.key)
 
     def all_candidates(self) -> list[Candidate]:
         """Each LLM with the largest fitting encoder within ENCODER_SHARE, the tier, and every VLM."""
         registry = self.registry
         pairs: list[tuple[Encoder, LLM]] = []
-        encoders = sorted(registry.encoders.values(), key=lambda e: e.params, reverse=True)
+        # an encoder whose repo has no safetensors cannot be loaded: never pick one unasked
+        encoders = sorted((e for e in registry.encoders.values() if e.safetensors), key=lambda e: e.params,
+                          reverse=True)
         for llm in registry.llms.values():
             small_enough = [e for e in encoders if e.params <= ENCODER_SHARE * llm.params] or encoders[-1:]
             fitting = [e for e in small_enough if self.composed(e, llm).fits]
@@ -183,7 +187,7 @@ def _target(registry: Registry, gpu: str | None, vram_gb: float | None, device: 
 def _smallest_ungated(registry: Registry) -> tuple[Encoder, LLM]:
     """What runs on a CPU without waiting for any approval."""
     def smallest(entries):
-        return min(entries, key=lambda e: (e.gated, e.params))
+        return min(entries, key=lambda e: (e.gated, not e.safetensors, e.params))
     return smallest(registry.encoders.values()), smallest(registry.llms.values())
 
 

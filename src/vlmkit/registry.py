@@ -35,6 +35,7 @@ class _Model:
     license: str
     revision: str | None = None
     aliases: tuple[str, ...] = ()
+    safetensors: bool = True  # false: the repo ships only pickled weights, which vlmkit does not load
 
     kind: ClassVar[str] = ""
     families: ClassVar[tuple[str, ...]] = ()

@@ -17,6 +17,9 @@ class GenerationSettings:
     max_new_tokens: int = 128
     temperature: float | None = None  # None or 0: greedy
     seed: int | None = None
+    # A preallocated KV cache; on CUDA transformers then compiles the decoding step (torch.compile),
+    # which pays off over a long run once the first batch has paid for compiling.
+    static_cache: bool = False
 
     @property
     def sampling(self) -> bool:
@@ -24,6 +27,8 @@ class GenerationSettings:
 
     def generate_kwargs(self, pad_token_id: int | None) -> dict:
         kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": self.sampling, "pad_token_id": pad_token_id}
+        if self.static_cache:
+            kwargs["cache_implementation"] = "static"
         if self.sampling:
             kwargs["temperature"] = self.temperature
         else:  # a model's generation_config may carry sampling defaults; greedy means greedy

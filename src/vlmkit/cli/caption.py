@@ -55,6 +55,7 @@ def caption(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed for sampling.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Videos per generate call.")] = 1,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Threads decoding upcoming videos.")] = 2,
+    static_cache: Annotated[bool, typer.Option("--static-cache", help="Preallocated KV cache; on CUDA the decoding step is compiled.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Append records here (.jsonl or .csv) as each video finishes; rerun to resume.")] = None,
     output_format: Annotated[Optional[Format], typer.Option("--format", help="text, json, jsonl, csv; srt/vtt write one subtitle file per video (with --segments).")] = None,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="When resuming, caption the videos that failed before again.")] = False,
@@ -107,7 +108,7 @@ def caption(
             with _first_interrupt_sets(stop), progress:
                 result = run_batch(
                     model.backend, todo, prompt, SamplingOptions(frames, fps, min_frames, max_frames, start, end),
-                    GenerationSettings(max_new_tokens, temperature, seed),
+                    GenerationSettings(max_new_tokens, temperature, seed, static_cache),
                     BatchOptions(batch_size=batch_size, workers=workers, segments=segments, summary=summary,
                                  strip_prefix=strip_prefix),
                     on_record=on_record, stop=stop, skipped=skipped)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -15,7 +16,7 @@ PLAIN_EVERY_SECONDS = 10.0
 class ProgressReporter:
     def __init__(self, total: int, quiet: bool = False) -> None:
         self.total, self.quiet, self.done = total, quiet, 0
-        self.started = time.perf_counter()
+        self.started = time.perf_counter()  # restarted on entering: model loading is not captioning
         self.last_line = 0.0
         self.bar: Progress | None = None
         if not quiet and stderr.is_terminal:
@@ -24,6 +25,7 @@ class ProgressReporter:
             self.task = self.bar.add_task("captioning", total=total, rate="")
 
     def __enter__(self) -> ProgressReporter:
+        self.started = time.perf_counter()
         if self.bar:
             self.bar.start()
         return self
@@ -38,16 +40,21 @@ class ProgressReporter:
         if self.bar:
             self.bar.update(self.task, advance=1, rate=f"{rate:.2f} videos/s")
             if record.status != "ok":
-                self.bar.console.print(f"[red]failed[/red] {escape(record.video)}: {escape(record.error or '')}",
-                                       highlight=False)
+                self.bar.console.print(f"[red]failed[/red] {escape(_failure(record))}", highlight=False)
             return
         if self.quiet:
             return
         now = time.perf_counter()
         if record.status != "ok":
-            stderr.print(f"failed {escape(record.video)}: {escape(record.error or '')}", highlight=False)
+            stderr.print(f"failed {escape(_failure(record))}", highlight=False)
         if now - self.last_line >= PLAIN_EVERY_SECONDS or self.done == self.total:
             self.last_line = now
             left = (self.total - self.done) / rate if rate else 0
             stderr.print(f"{self.done}/{self.total} videos, {rate:.2f} videos/s, about {left:.0f} s left",
                          highlight=False)
+
+
+def _failure(record) -> str:
+    """The error names the file already when it comes from decoding; otherwise say which video."""
+    error = record.error or "unknown error"
+    return error if Path(record.video).name in error else f"{record.video}: {error}"

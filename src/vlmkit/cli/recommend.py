@@ -73,10 +73,12 @@ def _candidate(c: Candidate) -> dict:
 def _print(result: Recommendation) -> None:
     gpu = result.gpu
     cc = f", compute capability {'.'.join(map(str, gpu.compute_capability))}" if gpu.compute_capability else ""
-    where = {"nvml": "detected", "--gpu": "planned with --gpu", "--vram": "planned with --vram",
-             "cpu": "no GPU"}[gpu.source]
-    stdout.print(f"[bold]GPU[/bold]    {gpu.name} ({where}): {gib(gpu.vram_bytes)} total, "
-                 f"{gib(gpu.free_bytes)} usable{cc}", highlight=False)
+    if gpu.source == "cpu":
+        stdout.print(f"[bold]GPU[/bold]    none: planning for the CPU with {gib(gpu.vram_bytes)} of memory", highlight=False)
+    else:
+        where = {"nvml": "detected", "--gpu": "planned with --gpu", "--vram": "planned with --vram"}[gpu.source]
+        stdout.print(f"[bold]GPU[/bold]    {gpu.name} ({where}): {gib(gpu.vram_bytes)} total, "
+                     f"{gib(gpu.free_bytes)} usable{cc}", highlight=False)
     stdout.print(f"[bold]dtype[/bold]  {result.dtype}   frames {result.frames}, max new tokens {result.max_new_tokens}",
                  highlight=False)
     choice = result.choice
@@ -104,7 +106,7 @@ def _print(result: Recommendation) -> None:
 
 def _print_estimate(c: Candidate) -> None:
     e = c.estimate
-    parts = ", ".join(f"{name.replace('_', ' ')} {gib(size)}" for name, size in e.breakdown.items())
+    parts = ", ".join(f"{name.replace('_', ' ')} {gib(size)}" for name, size in e.breakdown.items() if size)
     verdict = "[green]fits[/green]" if c.fits else "[red]does not fit[/red]"
     stdout.print(f"  estimate {gib(e.total_bytes)} ({parts}) — {verdict}", highlight=False)
     stdout.print(f"  context {e.context_tokens:,} of {e.max_context:,} tokens; up to {c.max_frames} frames fit",
