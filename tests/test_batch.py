@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from videos import make_corrupt, make_not_video, make_truncated, make_video
 
+from videos import make_corrupt, make_not_video, make_truncated, make_video
 from vlmkit import caption, load
 from vlmkit.registry import load_registry
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from fakehub import FakeHub, refused_endpoint
 
 TOKEN = "hf_alicealicealicealice0123"

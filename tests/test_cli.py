@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from gpus import H100
 
+from gpus import H100
 from vlmkit.cli.app import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from zoo_registry import zoo_registry_text
 
 from vlmkit import caption, load
 from vlmkit.errors import ModelLoadError, UsageError
 from vlmkit.projector import Projector, ProjectorInfo, save_projector
 from vlmkit.registry import load_registry
+from zoo_registry import zoo_registry_text
 
 VLMS = ["tiny-llava-next-video", "tiny-qwen3-vl", "tiny-qwen3-omni"]
 ENCODERS = ["tiny-siglip", "tiny-clip", "tiny-dinov3-vit", "tiny-dinov3-convnext"]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from gpus import H100, T4
 
+from gpus import H100, T4
 from vlmkit.errors import UsageError
 from vlmkit.memory import estimate_composed, estimate_vlm, kv_cache_bytes
 from vlmkit.planner import recommend

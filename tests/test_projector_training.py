@@ -13,8 +13,8 @@ import subprocess
 import sys
 
 import torch
-from videos import make_video
 
+from videos import make_video
 from vlmkit import load
 from vlmkit.backends.composed import ComposedBackend
 from vlmkit.frames import sample_frames

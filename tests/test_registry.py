@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from vlmkit.errors import RegistryError, UnknownModelError
 from vlmkit.registry import default_registry_path, load_registry

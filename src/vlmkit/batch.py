@@ -19,10 +19,9 @@ from dataclasses import dataclass, field, replace
 from vlmkit.backends.base import CaptionBackend, Generated, GenerationSettings
 from vlmkit.captioning import CaptionRecord, SamplingOptions
 from vlmkit.errors import VlmkitError
+from vlmkit.prompts import SUMMARY_PROMPT
 from vlmkit.text_cleanup import strip_stock_opening
 
-SUMMARY_PROMPT = ("These are captions of consecutive segments of one video, with their times:\n{segments}\n"
-                  "Write one short paragraph that summarises the whole video.")
 
 
 @dataclass(frozen=True)

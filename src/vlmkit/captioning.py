@@ -8,8 +8,8 @@ from pathlib import Path
 
 from vlmkit.backends.base import GenerationSettings
 from vlmkit.errors import UsageError
+from vlmkit.prompts import DEFAULT_PROMPT
 
-DEFAULT_PROMPT = "Describe what happens in this video in one or two sentences."
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import vlmkit.gpu
 from vlmkit.access import AccessStatus, AccessTarget, ModelAccess, TokenReport, check_access, find_token, inspect_token
 from vlmkit.environment import PackageVersions, package_versions
-import vlmkit.gpu
 from vlmkit.gpu import GpuProbe
 from vlmkit.registry import Registry, load_registry
 
-DEFAULT_TIMEOUT = 10.0
+
+
+MAX_PARALLEL_CHECKS = 64
 
 
 @dataclass(frozen=True)
@@ -27,13 +29,17 @@ class CheckReport:
 
 
 def check(*, registry: Registry | None = None, models: list[str] | None = None, token: str | None = None,
-          endpoint: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> CheckReport:
+          endpoint: str | None = None, timeout: float = 10.0) -> CheckReport:
     """Token, environment, GPUs, and the access status of every requested model (all by default)."""
     registry = registry or load_registry()
     entries = [registry.model(name) for name in models] if models else registry.all_models()
     targets = [AccessTarget(e.key, e.repo, e.kind, e.gated, e.revision) for e in dict.fromkeys(entries)]
     value, source = find_token(token)
-    with ThreadPoolExecutor(max_workers=1) as pool:  # whoami runs beside the model checks
+    with ThreadPoolExecutor(max_workers=3) as pool:  # whoami, versions and NVML beside the model checks
         token_report = pool.submit(inspect_token, value, source, endpoint=endpoint, timeout=timeout)
-        results = check_access(targets, token=value, endpoint=endpoint, timeout=timeout)
-        return CheckReport(token_report.result(), package_versions(), vlmkit.gpu.probe_gpus(), tuple(results))
+        versions = pool.submit(package_versions)
+        gpus = pool.submit(vlmkit.gpu.probe_gpus)
+        # one thread per model (up to MAX_PARALLEL_CHECKS): the checks wait on the network, not the CPU
+        results = check_access(targets, token=value, endpoint=endpoint, timeout=timeout,
+                               max_workers=min(MAX_PARALLEL_CHECKS, max(1, len(targets))))
+        return CheckReport(token_report.result(), versions.result(), gpus.result(), tuple(results))

@@ -30,7 +30,7 @@ def fetch_model(entry: Model, *, offline: bool = False, token: str | None = None
     except LocalEntryNotFoundError:
         if offline:
             raise ModelLoadError(f"{entry.key} ({entry.repo}) is not in the local Hugging Face cache",
-                                 f"Run `vlmkit load` with the network once without --offline to download it.") from None
+                                 "Run `vlmkit load` with the network once without --offline to download it.") from None
         raise ModelLoadError(f"Cannot download {entry.repo}: the Hub is unreachable and it is not cached",
                              "Check the network, or set HF_ENDPOINT to a mirror.") from None
     except Exception as error:  # noqa: BLE001 - every Hub failure becomes one clear message

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass
-from importlib import metadata
 
 
 @dataclass(frozen=True)
@@ -27,6 +26,8 @@ def package_versions() -> PackageVersions:
 
 
 def installed_version(distribution: str) -> str | None:
+    from importlib import metadata  # 25 ms: only `check` pays for it
+
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:

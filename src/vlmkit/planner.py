@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from vlmkit.errors import UsageError
 import vlmkit.gpu
+from vlmkit.errors import UsageError
 from vlmkit.gpu import GpuProbe
 from vlmkit.memory import DTYPE_BYTES, MemoryEstimate, estimate_composed, estimate_vlm
 from vlmkit.registry import LLM, VLM, Encoder, Registry, load_registry

@@ -20,6 +20,7 @@ class GenerationSettings:
     # A preallocated KV cache; on CUDA transformers then compiles the decoding step (torch.compile),
     # which pays off over a long run once the first batch has paid for compiling.
     static_cache: bool = False
+    min_new_tokens: int | None = None  # benchmarks force a fixed length with it
 
     @property
     def sampling(self) -> bool:
@@ -29,6 +30,8 @@ class GenerationSettings:
         kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": self.sampling, "pad_token_id": pad_token_id}
         if self.static_cache:
             kwargs["cache_implementation"] = "static"
+        if self.min_new_tokens:
+            kwargs["min_new_tokens"] = self.min_new_tokens
         if self.sampling:
             kwargs["temperature"] = self.temperature
         else:  # a model's generation_config may carry sampling defaults; greedy means greedy

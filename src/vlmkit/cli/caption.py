@@ -15,10 +15,9 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from vlmkit.captioning import DEFAULT_PROMPT
+from vlmkit.prompts import DEFAULT_PROMPT
 from vlmkit.cli.load import DeviceOpt
 from vlmkit.cli.options import DtypeOpt, EncoderOpt, LlmOpt, MaxNewTokensOpt, OfflineOpt, ProjectorOpt, VlmOpt
-from vlmkit.cli.progress import ProgressReporter
 from vlmkit.cli.render import stderr, stdout, to_jsonable
 from vlmkit.cli.state import registry_from
 from vlmkit.errors import UsageError
@@ -69,6 +68,7 @@ def caption(
     from vlmkit.backends.base import GenerationSettings
     from vlmkit.batch import BatchOptions, RunSummary, run_batch
     from vlmkit.captioning import SamplingOptions, load_for_captioning
+    from vlmkit.cli.progress import ProgressReporter
     from vlmkit.inputs import collect_videos
     from vlmkit.journal import Journal
 

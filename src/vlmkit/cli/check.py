@@ -8,13 +8,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vlmkit.access import AccessStatus
-from vlmkit.checking import DEFAULT_TIMEOUT, CheckReport, check as run_check
 from vlmkit.cli.options import JsonOpt, TokenOpt
 from vlmkit.cli.render import gib, print_json, stdout
 from vlmkit.cli.state import registry_from
 
-STATUS_STYLE = {AccessStatus.OK: "green", AccessStatus.OFFLINE: "yellow", AccessStatus.ERROR: "red"}
+STATUS_STYLE = {"ok": "green", "offline": "yellow", "error": "red"}
+DEFAULT_TIMEOUT = 10.0  # seconds per model
 
 
 def check(
@@ -25,6 +24,8 @@ def check(
     as_json: JsonOpt = False,
 ) -> None:
     """Check that your Hugging Face token can download each model (gated approvals included)."""
+    from vlmkit.checking import check as run_check
+
     report = run_check(registry=registry_from(ctx), models=model, token=token, timeout=timeout)
     if as_json:
         print_json(to_document(report))
@@ -34,7 +35,7 @@ def check(
         raise typer.Exit(1)
 
 
-def to_document(report: CheckReport) -> dict:
+def to_document(report) -> dict:
     t = report.token
     return {
         "token": {"present": t.present, "source": t.source, "user": t.user, "masked": t.masked,
@@ -47,7 +48,7 @@ def to_document(report: CheckReport) -> dict:
     }
 
 
-def _print(report: CheckReport) -> None:
+def _print(report) -> None:
     t = report.token
     if t.present:
         who = f"user {t.user}" if t.user else ("invalid" if t.valid is False else "user unknown")
@@ -75,12 +76,12 @@ def _print(report: CheckReport) -> None:
     table = Table("model", "kind", "repo", "status", "cached", *([] if one_detail else ["detail"]),
                   box=None, pad_edge=False)
     for m in report.models:
-        style = STATUS_STYLE.get(m.status, "magenta")
+        style = STATUS_STYLE.get(m.status.value, "magenta")
         cells = [m.key, m.kind, m.repo, f"[{style}]{m.status.value}[/{style}]", "yes" if m.cached else ""]
         table.add_row(*cells, *([] if one_detail else [escape(m.detail)]))
     stdout.print()
     stdout.print(table)
     if one_detail:
         stdout.print(f"\nAll models: {escape(shared.pop())}", highlight=False)
-    ok = sum(m.status is AccessStatus.OK for m in report.models)
+    ok = sum(m.status.value == "ok" for m in report.models)
     stdout.print(f"\n{ok} of {len(report.models)} models can be downloaded.", highlight=False)

@@ -10,7 +10,8 @@ from rich.table import Table
 from vlmkit.cli.options import DtypeOpt, EncoderOpt, FramesOpt, JsonOpt, LlmOpt, MaxNewTokensOpt, VlmOpt
 from vlmkit.cli.render import gib, print_json, stdout, warn
 from vlmkit.cli.state import registry_from
-from vlmkit.planner import Candidate, Recommendation, recommend as plan
+from vlmkit.planner import Candidate, Recommendation
+from vlmkit.planner import recommend as plan
 
 CANDIDATE_ROWS = 14
 
@@ -29,6 +30,8 @@ def recommend(
     as_json: JsonOpt = False,
 ) -> None:
     """Recommend an encoder + LLM (and an end-to-end VLM) that fit the GPU, with memory estimates."""
+    from vlmkit.planner import recommend as plan
+
     result = plan(registry=registry_from(ctx), gpu=gpu, vram_gb=vram, frames=frames, max_new_tokens=max_new_tokens,
                   encoder=encoder, llm=llm, vlm=vlm, dtype=dtype, device=device)
     for message in result.warnings:
@@ -41,7 +44,7 @@ def recommend(
         raise typer.Exit(1)
 
 
-def to_document(result: Recommendation) -> dict:
+def to_document(result) -> dict:
     gpu = result.gpu
     choice = result.choice
     return {
@@ -60,17 +63,17 @@ def to_document(result: Recommendation) -> dict:
     }
 
 
-def _estimate(c: Candidate) -> dict:
+def _estimate(c) -> dict:
     e = c.estimate
     return {"total_bytes": e.total_bytes, "fits": c.fits, "context_tokens": e.context_tokens,
             "max_context": e.max_context, "max_frames": c.max_frames, "breakdown": dict(e.breakdown)}
 
 
-def _candidate(c: Candidate) -> dict:
+def _candidate(c) -> dict:
     return c.keys() | {"tier": c.tier} | _estimate(c)
 
 
-def _print(result: Recommendation) -> None:
+def _print(result) -> None:
     gpu = result.gpu
     cc = f", compute capability {'.'.join(map(str, gpu.compute_capability))}" if gpu.compute_capability else ""
     if gpu.source == "cpu":
@@ -104,7 +107,7 @@ def _print(result: Recommendation) -> None:
             stdout.print(f"… and {len(result.candidates) - CANDIDATE_ROWS} more (--json lists all)")
 
 
-def _print_estimate(c: Candidate) -> None:
+def _print_estimate(c) -> None:
     e = c.estimate
     parts = ", ".join(f"{name.replace('_', ' ')} {gib(size)}" for name, size in e.breakdown.items() if size)
     verdict = "[green]fits[/green]" if c.fits else "[red]does not fit[/red]"

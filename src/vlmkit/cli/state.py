@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from vlmkit.registry import Registry, load_registry
+if TYPE_CHECKING:
+    from vlmkit.registry import Registry
 
 
 @dataclass
@@ -16,6 +19,8 @@ class CliState:
     _registry: Registry | None = None
 
     def registry(self) -> Registry:
+        from vlmkit.registry import load_registry
+
         if self._registry is None:
             self._registry = load_registry(self.registry_path)
         return self._registry
@@ -23,4 +28,4 @@ class CliState:
 
 def registry_from(ctx: typer.Context) -> Registry:
     state = ctx.find_root().obj
-    return state.registry() if isinstance(state, CliState) else load_registry()
+    return (state if isinstance(state, CliState) else CliState()).registry()
