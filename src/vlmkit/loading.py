@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,9 +66,10 @@ def load(*, vlm: str | None = None, encoder: str | None = None, llm: str | None 
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
     try:
-        backend = _build(entries, paths, projector, torch_dtype, device)
-        if smoke_test:
-            backend.smoke_test()
+        with _quiet_transformers():
+            backend = _build(entries, paths, projector, torch_dtype, device)
+            if smoke_test:
+                backend.smoke_test()
     except torch.OutOfMemoryError:
         raise OutOfMemoryError(f"Out of GPU memory while loading {' + '.join(e.key for e in entries)}",
                                "Run `vlmkit recommend` to see what fits, or use a smaller model.") from None
@@ -82,12 +84,26 @@ def load(*, vlm: str | None = None, encoder: str | None = None, llm: str | None 
     return LoadedModel(backend, report)
 
 
-def _build(entries, paths, projector, torch_dtype, device) -> CaptionBackend:
+@contextmanager
+def _quiet_transformers():
+    """vlmkit reports what matters itself; transformers' load reports and per-tensor bars are noise.
+
+    Restored afterwards: a notebook's own settings (and the Hub's download bars) are left as found.
+    """
     from transformers.utils import logging as transformers_logging
 
-    # vlmkit reports what matters itself; transformers' per-tensor load reports and bars are noise here
+    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
+
+
+def _build(entries, paths, projector, torch_dtype, device) -> CaptionBackend:
     try:
         if len(entries) == 1:
             from vlmkit.backends.end_to_end import EndToEndBackend
