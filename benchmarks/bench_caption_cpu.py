@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 from reporting import machine_summary, median, table  # noqa: E402
+
 from videos import make_video  # noqa: E402
 from zoo import cache_root, cached_zoo  # noqa: E402
 from zoo_registry import zoo_registry_text  # noqa: E402

@@ -21,6 +21,10 @@ from zoo_registry import zoo_registry_text  # noqa: E402
 
 
 def main(target: Path) -> None:
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()  # building the zoo is vlmkit's business, not the reader's
+    transformers_logging.disable_progress_bar()
     target.mkdir(parents=True, exist_ok=True)
     zoo = target / "zoo"
     if not zoo.exists():

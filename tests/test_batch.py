@@ -217,3 +217,33 @@ def test_static_cache_gives_the_same_captions(qwen3_vl, batch_dir):
     dynamic = qwen3_vl.backend.generate(clips, "Describe.", GenerationSettings(max_new_tokens=6))
     static = qwen3_vl.backend.generate(clips, "Describe.", GenerationSettings(max_new_tokens=6, static_cache=True))
     assert static == dynamic
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--start", "5", "--end", "1"], "need 0 <= start < end"),
+    (["--fps", "2", "--frames", "4"], "Both --frames and --fps given"),
+    (["--fps", "2", "--min-frames", "5", "--max-frames", "2"], "min_frames <= max_frames"),
+    (["--encoder", "tiny-siglip", "--llm", "tiny-qwen3", "--projector", "/nonexistent.safetensors"],
+     "Projector file not found"),
+])
+def test_impossible_options_fail_before_any_model_loads(zoo_registry, batch_dir, tmp_path, args, message):
+    out = tmp_path / "out.jsonl"
+    started = time.perf_counter()
+    run = vlmkit(zoo_registry, str(batch_dir), "--vlm", "tiny-qwen3-vl", *args, "-o", str(out)) \
+        if "--encoder" not in args else vlmkit(zoo_registry, str(batch_dir), *args, "-o", str(out))
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 2 and err.startswith("Error: ") and message in err and "Hint: " in err, err
+    assert not out.exists()  # refused before the journal was touched
+    assert time.perf_counter() - started < 30
+
+
+def test_resuming_with_another_model_is_refused(zoo_registry, batch_dir, tmp_path):
+    out = tmp_path / "out.jsonl"
+    clip = str(sorted(batch_dir.glob("clip*.mp4"))[0])
+    first = vlmkit(zoo_registry, clip, "--vlm", "tiny-qwen3-vl", "--frames", "2", "--max-new-tokens", "2",
+                   "-o", str(out))
+    first.communicate(timeout=300)
+    other = vlmkit(zoo_registry, clip, "--vlm", "tiny-llava-next-video", "--frames", "2", "-o", str(out))
+    _, err = other.communicate(timeout=300)
+    assert other.returncode == 2 and "holds captions made with" in err
+    assert len(records(out)) == 1

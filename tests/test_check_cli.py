@@ -79,7 +79,8 @@ def test_check_reports_each_status_and_never_prints_the_token(fake_hub: FakeHub,
     fake_hub.add_repo("Qwen/Qwen3-8B", files={"config.json": b"{}"})
     fake_hub.add_token(TOKEN, user="alice")
     fake_hub.set_access("facebook/dinov3-vitb16-pretrain-lvd1689m", "alice", "pending")
-    registry = write_registry(tmp_path / "models.toml", {"qwen3-8b": "Qwen/Qwen3-8B", "ghost": "Qwen/Qwen3-8B-Instruct"})
+    registry = write_registry(tmp_path / "models.toml",
+                              {"qwen3-8b": "Qwen/Qwen3-8B", "ghost": "Qwen/Qwen3-8B-Instruct"})
     env |= {"HF_ENDPOINT": fake_hub.endpoint, "HF_TOKEN": TOKEN, "VLMKIT_REGISTRY": str(registry)}
 
     result = vlmkit(env, "check", "--json")
@@ -91,7 +92,8 @@ def test_check_reports_each_status_and_never_prints_the_token(fake_hub: FakeHub,
     assert doc["token"]["present"] and doc["token"]["source"] == "HF_TOKEN" and doc["token"]["user"] == "alice"
     gated = next(m for m in doc["models"] if m["key"] == "dinov3-vitl16")
     assert gated["url"] == "https://huggingface.co/facebook/dinov3-vitl16-pretrain-lvd1689m"
-    assert "gpus" in doc and doc["models"][0].keys() >= {"key", "repo", "kind", "gated", "status", "detail", "url", "cached"}
+    assert "gpus" in doc
+    assert doc["models"][0].keys() >= {"key", "repo", "kind", "gated", "status", "detail", "url", "cached"}
     assert TOKEN not in result.stdout + result.stderr
 
     table = vlmkit(env, "check")

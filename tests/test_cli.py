@@ -124,7 +124,8 @@ def test_usage_error_exit_code_is_2(capsys):
 
 
 def test_console_script_and_module_entry_points():
-    for command in ([sys.executable, "-m", "vlmkit", "--version"], [str(Path(sys.executable).parent / "vlmkit"), "--version"]):
+    script = str(Path(sys.executable).parent / "vlmkit")
+    for command in ([sys.executable, "-m", "vlmkit", "--version"], [script, "--version"]):
         result = subprocess.run(command, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0 and result.stdout.startswith("vlmkit ")
 

@@ -14,8 +14,10 @@ from vlmkit.text_cleanup import strip_stock_opening
 
 
 def record(video: str, status: str = "ok", caption: str = "a cat") -> dict:
-    return {"video": video, "status": status, "caption": caption if status == "ok" else None,
-            "error": None if status == "ok" else "corrupt", "timestamps": [0.5, 1.5]}
+    """A record as vlmkit writes it: `video` first."""
+    return {"video": video, "caption": caption if status == "ok" else None, "models": {"vlm": "m"},
+            "timestamps": [0.5, 1.5], "prompt": "p", "status": status,
+            "error": None if status == "ok" else "corrupt"}
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
@@ -53,12 +55,38 @@ def test_retry_errors_drops_the_old_error_records(tmp_path):
     assert videos == ["/v/a.mp4", "/v/b.mp4"]
 
 
-def test_a_file_that_is_not_a_journal_is_refused(tmp_path):
+@pytest.mark.parametrize("name, text", [
+    ("out.jsonl", "hello\n"),
+    ("out.jsonl", '{"my": "precious data"}'),  # no final newline: not a half-written record of ours
+    ("out.jsonl", '{"video": "a.mp4", "status": "done"}\n'),
+    ("people.csv", "name,age\nbob,3\nalice,4\n"),
+    ("people.csv", "name,age\nbob,3"),
+])
+def test_a_file_vlmkit_did_not_write_is_refused_and_left_alone(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    for retry_errors in (False, True):
+        with pytest.raises(UsageError, match="not a vlmkit"):
+            Journal.open(path, retry_errors=retry_errors)
+    assert path.read_text() == text  # nothing already written is lost
+
+
+def test_resuming_with_another_model_or_prompt_is_refused(tmp_path):
     path = tmp_path / "out.jsonl"
-    path.write_text("hello\n")
-    with pytest.raises(UsageError, match="not a vlmkit record"):
-        Journal.open(path)
-    assert path.read_text() == "hello\n"  # nothing already written is lost
+    path.write_text(json.dumps(record("/v/a.mp4")) + "\n")
+    journal = Journal.open(path)
+    journal.check_same_run({"vlm": "m"}, "p")
+    with pytest.raises(UsageError, match="this run uses {\"vlm\": \"other\"}"):
+        journal.check_same_run({"vlm": "other"}, "p")
+    with pytest.raises(UsageError, match="prompt"):
+        journal.check_same_run({"vlm": "m"}, "Count the cars.")
+    journal.close()
+
+
+def test_an_unwritable_output_is_a_usage_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="Cannot write the output"):
+        Journal.open(tmp_path / "file" / "out.jsonl")
 
 
 def test_csv_keeps_one_line_per_record(tmp_path):

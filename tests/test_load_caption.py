@@ -103,11 +103,32 @@ def test_composed_caption_without_projector_is_refused(registry, counter_video):
 
 def test_projector_for_another_pair_is_a_clear_error(registry, tmp_path):
     wrong = random_projector(registry, "tiny-siglip", tmp_path, encoder="tiny-clip")
-    with pytest.raises(ModelLoadError, match="encoder: file has 'tiny-clip', need 'tiny-siglip'"):
+    with pytest.raises(UsageError, match="trained for --encoder tiny-clip, not tiny-siglip"):
         load(encoder="tiny-siglip", llm="tiny-qwen3", projector=wrong, registry=registry)
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(ModelLoadError, match="Cannot read projector"):
+    with pytest.raises(UsageError, match="Cannot read projector"):
         load(encoder="tiny-siglip", llm="tiny-qwen3", projector=tmp_path / "junk.safetensors", registry=registry)
+    wrong_width = random_projector(registry, "tiny-siglip", tmp_path, encoder_dim=99)
+    with pytest.raises(ModelLoadError, match="encoder_dim: file has 99, need 32"):
+        load(encoder="tiny-siglip", llm="tiny-qwen3", projector=wrong_width, registry=registry)
+
+
+def test_corrupt_weights_and_a_wrong_family_are_clear_errors(zoo_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(zoo_dir / "qwen3-vl", broken)
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 3])
+    text = zoo_registry_text(zoo_dir).replace(str(zoo_dir / "qwen3-vl"), str(broken))
+    text = text.replace('family = "llava-next-video"', 'family = "qwen3-vl"')  # LLaVA files, Qwen family
+    (tmp_path / "models.toml").write_text(text)
+    registry = load_registry(tmp_path / "models.toml")
+    with pytest.raises(ModelLoadError, match="Cannot load tiny-qwen3-vl"):
+        load(vlm="tiny-qwen3-vl", registry=registry)
+    with pytest.raises(ModelLoadError, match="Cannot load tiny-llava-next-video") as info:
+        load(vlm="tiny-llava-next-video", registry=registry)
+    assert "family" in info.value.hint
 
 
 # ---------------------------------------------------------------- the real download path

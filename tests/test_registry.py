@@ -159,3 +159,19 @@ def test_env_variable_selects_the_registry(tmp_path, monkeypatch):
 def test_toml_is_plain_data():
     """The registry parses with the standard library alone."""
     assert tomllib.loads((ROOT / "models.toml").read_text())["llms"]["qwen3-8b"]["repo"] == "Qwen/Qwen3-8B"
+
+
+GPU = '\n[gpus.X]\nmemory_mib = 1000\ncompute_capability = "8.0"\nbf16 = true\n'
+
+
+@pytest.mark.parametrize("text, what", [
+    ("", "defines no models"),
+    (MINIMAL_LLM + GPU.replace('"8.0"', '"eight"'), "field 'compute_capability' must look like"),
+    (MINIMAL_LLM + GPU.replace("1000", "0"), "field 'memory_mib' must be positive"),
+    (MINIMAL_LLM + GPU.replace("bf16 = true", 'bf16 = true\naliases = ["A100"]')
+     + GPU.replace("gpus.X", "gpus.Y").replace("bf16 = true", 'bf16 = true\naliases = ["a100"]'),
+     "name 'a100' is already used by [gpus.X]"),
+])
+def test_gpu_tables_and_empty_registries_are_checked(tmp_path, text, what):
+    with pytest.raises(RegistryError, match=what.replace("[", r"\[").replace("]", r"\]")):
+        load_registry(_write(tmp_path, text))

@@ -23,7 +23,6 @@ from vlmkit.prompts import SUMMARY_PROMPT
 from vlmkit.text_cleanup import strip_stock_opening
 
 
-
 @dataclass(frozen=True)
 class BatchOptions:
     batch_size: int = 1

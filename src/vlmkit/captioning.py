@@ -11,7 +11,6 @@ from vlmkit.errors import UsageError
 from vlmkit.prompts import DEFAULT_PROMPT
 
 
-
 @dataclass(frozen=True)
 class SamplingOptions:
     num_frames: int | None = None  # None: the model's default from the registry
@@ -21,6 +20,15 @@ class SamplingOptions:
     start: float | None = None
     end: float | None = None
     timeout: float = 60.0
+
+    def validate(self) -> None:
+        """Reject impossible options before any model loads (not once per video after it did)."""
+        from vlmkit.frames import check_sampling_options
+
+        if self.fps is not None and self.num_frames is not None:
+            raise UsageError("Both --frames and --fps given", "Give --frames N for N frames, or --fps F.")
+        check_sampling_options(self.num_frames or 1, self.fps, self.min_frames, self.max_frames, self.start,
+                               self.end, self.timeout)
 
 
 @dataclass(frozen=True)
@@ -51,12 +59,13 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
     `model` reuses a `vlmkit.load(...)` result instead of loading again (handy in notebooks).
     """
     paths = [videos] if isinstance(videos, (str, Path)) else list(videos)
+    sampling = SamplingOptions(frames, fps, min_frames, max_frames, start, end)
+    sampling.validate()
     if model is None:
         model = load_for_captioning(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype,
                                     device=device, offline=offline, registry=registry)
     from vlmkit.batch import BatchOptions, run_batch
 
-    sampling = SamplingOptions(frames, fps, min_frames, max_frames, start, end)
     settings = GenerationSettings(max_new_tokens, temperature, seed)
     records: list[CaptionRecord] = []
     run_batch(model.backend, [str(p) for p in paths], prompt, sampling, settings,

@@ -11,8 +11,6 @@ from vlmkit.environment import PackageVersions, package_versions
 from vlmkit.gpu import GpuProbe
 from vlmkit.registry import Registry, load_registry
 
-
-
 MAX_PARALLEL_CHECKS = 64
 
 

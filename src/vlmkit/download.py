@@ -28,6 +28,11 @@ def fetch_model(entry: Model, *, offline: bool = False, token: str | None = None
         path = snapshot_download(entry.repo, revision=entry.revision, allow_patterns=NEEDED_FILES, token=token,
                                  endpoint=endpoint, local_files_only=offline)
     except LocalEntryNotFoundError:
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE and not offline:
+            raise ModelLoadError(f"{entry.key} ({entry.repo}) is not in the local Hugging Face cache, "
+                                 "and HF_HUB_OFFLINE is set", "Unset HF_HUB_OFFLINE to download it.") from None
         if offline:
             raise ModelLoadError(f"{entry.key} ({entry.repo}) is not in the local Hugging Face cache",
                                  "Run `vlmkit load` with the network once without --offline to download it.") from None

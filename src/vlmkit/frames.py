@@ -118,7 +118,7 @@ def sample_frames(
     their nearest readable neighbour. Targets that land on the same frame give one frame: a video
     with fewer frames than asked returns the distinct frames it has, never padded duplicates.
     """
-    _check_options(num_frames, fps, min_frames, max_frames, start, end, timeout)
+    check_sampling_options(num_frames, fps, min_frames, max_frames, start, end, timeout)
     path = _checked_path(path)
 
     def sample(clock: _Clock) -> VideoFrames:
@@ -509,7 +509,7 @@ def _boxes(payload: bytes, kind: bytes) -> Iterator[bytes]:
         offset += size
 
 
-def _check_options(num_frames, fps, min_frames, max_frames, start, end, timeout) -> None:
+def check_sampling_options(num_frames, fps, min_frames, max_frames, start, end, timeout) -> None:
     def bad(message: str) -> UsageError:
         return UsageError(message, hint="See `vlmkit caption --help` for the sampling options.")
 

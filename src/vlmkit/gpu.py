@@ -43,7 +43,8 @@ def probe_gpus() -> GpuProbe:
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError_LibraryNotFound:
-        return GpuProbe(reason="no NVIDIA driver found (libnvidia-ml is missing): this machine has no usable NVIDIA GPU")
+        return GpuProbe(reason="no NVIDIA driver found (libnvidia-ml is missing): "
+                               "this machine has no usable NVIDIA GPU")
     except pynvml.NVMLError as exc:
         return GpuProbe(reason=f"the NVIDIA driver did not answer: {exc}")
     try:

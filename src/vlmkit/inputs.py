@@ -12,7 +12,8 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", "
                               ".m2ts", ".flv", ".wmv", ".3gp", ".ogv"})
 
 
-def collect_videos(paths: Iterable[str | Path] = (), manifests: Iterable[str | Path] = ()) -> list[str]:
+def collect_videos(paths: Iterable[str | Path] = (), manifests: Iterable[str | Path] = (),
+                   warn=lambda message: None) -> list[str]:
     """Every video once, in a stable order: arguments first, then each manifest's lines.
 
     A named file is taken whatever its extension (a bad one becomes an error record later);
@@ -22,7 +23,10 @@ def collect_videos(paths: Iterable[str | Path] = (), manifests: Iterable[str | P
     found: list[str] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+            inside = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+            if not inside:
+                warn(f"{path} is a directory with no videos in it ({', '.join(sorted(VIDEO_EXTENSIONS))})")
+            found += inside
         else:
             found.append(str(path))
     for manifest in map(Path, manifests):
@@ -54,7 +58,8 @@ def _video_field(line: str, path: Path, number: int) -> str:
     try:
         value = json.loads(line).get("video")
     except (json.JSONDecodeError, AttributeError):
-        raise UsageError(f"{path}:{number}: not valid JSON", "Each JSONL line is an object with a \"video\" field.") from None
+        raise UsageError(f"{path}:{number}: not valid JSON",
+                         "Each JSONL line is an object with a \"video\" field.") from None
     if not isinstance(value, str) or not value:
         raise UsageError(f"{path}:{number}: no \"video\" field", "Each JSONL line needs \"video\": \"path\".")
     return value

@@ -26,6 +26,7 @@ class Journal:
     kind: str  # "jsonl" or "csv"
     done: set[str] = field(default_factory=set)  # videos with a good record
     failed: set[str] = field(default_factory=set)  # videos whose last record is an error
+    made_with: set[tuple[str, str]] = field(default_factory=set)  # (models, prompt) of the records read
     _file: io.TextIOBase | None = None
 
     @classmethod
@@ -35,10 +36,14 @@ class Journal:
         journal = cls(path, kind)
         if path.exists():
             journal._recover(retry_errors)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        journal._file = path.open("a", encoding="utf-8", newline="")
-        if kind == "csv" and path.stat().st_size == 0:
-            journal._write_line(csv_line(CSV_FIELDS))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            journal._file = path.open("a", encoding="utf-8", newline="")
+            if kind == "csv" and path.stat().st_size == 0:
+                journal._write_line(csv_line(CSV_FIELDS))
+        except OSError as exc:
+            raise UsageError(f"Cannot write the output {path}: {exc.strerror or exc}",
+                             "Pass an --output in a directory you can write to.") from None
         return journal
 
     def write(self, record: dict) -> None:
@@ -47,6 +52,15 @@ class Journal:
         else:
             self._write_line(json.dumps(record, ensure_ascii=False) + "\n")
         (self.done if record["status"] == "ok" else self.failed).add(record["video"])
+
+    def check_same_run(self, models: dict[str, str], prompt: str) -> None:
+        """Resuming with another model or prompt would mix two datasets in one file."""
+        if self.made_with and (_models_text(models), prompt) not in self.made_with:
+            recorded_models, recorded_prompt = sorted(self.made_with)[0]
+            raise UsageError(
+                f"{self.path} holds captions made with {recorded_models} and the prompt {recorded_prompt!r}; "
+                f"this run uses {_models_text(models)} and {prompt!r}",
+                "Resume with the same models and --prompt, or pass another --output.")
 
     def close(self) -> None:
         if self._file:
@@ -60,22 +74,30 @@ class Journal:
         os.fsync(self._file.fileno())
 
     def _recover(self, retry_errors: bool) -> None:
-        """Read what a previous run left; cut a partial last line; drop errors that will be retried."""
+        """Read what a previous run left; cut a partial last line; drop errors that will be retried.
+
+        Only a file vlmkit wrote is touched: anything else is refused before a byte changes.
+        """
         try:
             text = self.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"Cannot read the existing output {self.path}: {exc}",
-                             "Resume needs the file an earlier run wrote; pass another --output to start afresh.") from None
+            raise UsageError(f"Cannot read the existing output {self.path}: {exc}", _NOT_OURS_HINT) from None
         lines = text.splitlines(keepends=True)
-        if lines and not lines[-1].endswith("\n"):
-            lines.pop()  # the line a killed run was writing
         header = lines[:1] if self.kind == "csv" else []
-        entries = [(line, self._parse(line, number)) for number, line in enumerate(lines[len(header):], len(header) + 1)]
+        if header and header[0] != csv_line(CSV_FIELDS):
+            raise UsageError(f"{self.path} is not a vlmkit output (its header is not vlmkit's)", _NOT_OURS_HINT)
+        if lines[len(header):] and not lines[-1].endswith("\n"):
+            if not (header or lines[-1].startswith(_JSONL_START)):
+                raise UsageError(f"{self.path}:{len(lines)} is not a vlmkit record", _NOT_OURS_HINT)
+            lines.pop()  # the line a killed run was writing
+        entries = [(line, self._parse(line, number))
+                   for number, line in enumerate(lines[len(header):], len(header) + 1)]
         for _, record in entries:
             (self.done if record["status"] == "ok" else self.failed).add(record["video"])
+            self.made_with.add((_models_text(record["models"]), record["prompt"]))
         self.failed -= self.done
         if retry_errors and self.failed:
-            entries = [(line, record) for line, record in entries if record["status"] == "ok"]
+            entries = [(line, record) for line, record in entries if record["status"] != "error"]
             self.failed = set()
         new_text = "".join(header + [line for line, _ in entries])
         if new_text != text:  # rewrite atomically: a crash here leaves the old file whole
@@ -86,28 +108,41 @@ class Journal:
     def _parse(self, line: str, number: int) -> dict:
         try:
             if self.kind == "csv":
-                record = dict(zip(CSV_FIELDS, next(csv.reader([line]))))
+                values = next(csv.reader([line]))
+                if len(values) != len(CSV_FIELDS):
+                    raise ValueError
+                record = dict(zip(CSV_FIELDS, values))
             else:
                 record = json.loads(line)
-            if not isinstance(record, dict) or not record.get("video") or "status" not in record:
+            if not (isinstance(record, dict) and _RECORD_KEYS <= record.keys() and record["video"]
+                    and record["status"] in ("ok", "error")):
                 raise ValueError
             return record
         except (ValueError, StopIteration):
-            raise UsageError(f"{self.path}:{number} is not a vlmkit record",
-                             "Resume only with a file vlmkit wrote; pass another --output to start afresh.") from None
+            raise UsageError(f"{self.path}:{number} is not a vlmkit record", _NOT_OURS_HINT) from None
+
+
+_NOT_OURS_HINT = "vlmkit resumes only a file it wrote, and never changes another; pass another --output."
+_JSONL_START = '{"video": '  # every record vlmkit writes starts so (the record's first field)
+_RECORD_KEYS = {"video", "status", "models", "prompt", "timestamps"}
+
+
+def _models_text(models) -> str:
+    """Models as recorded: a dict in JSONL, its JSON text in CSV."""
+    return models if isinstance(models, str) else json.dumps(models, sort_keys=True)
 
 
 def csv_line(values: list | dict) -> str:
     """One CSV line; a dict is laid out in CSV_FIELDS order."""
     if isinstance(values, dict):
-        values = [_csv_value(values.get(k)) for k in CSV_FIELDS]
+        values = [_csv_value(values.get(k), sort_keys=k == "models") for k in CSV_FIELDS]
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow(values)
     return out.getvalue()
 
 
-def _csv_value(value) -> str:
+def _csv_value(value, sort_keys: bool = False) -> str:
     """One line per record, so a partial line can be told apart after a crash."""
     if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value, ensure_ascii=False, sort_keys=sort_keys)
     return "" if value is None else " ".join(str(value).split())

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlmkit.backends.base import CaptionBackend
-from vlmkit.errors import ModelLoadError, OutOfMemoryError, UsageError
+from vlmkit.errors import ModelLoadError, OutOfMemoryError, UsageError, VlmkitError
 from vlmkit.memory import estimate_composed, estimate_vlm
 from vlmkit.planner import recommend
 from vlmkit.registry import Registry, load_registry
@@ -23,6 +23,7 @@ class LoadReport:
     load_seconds: float
     parameters: int
     estimate_bytes: int  # recommend's estimate for this choice at `frames`
+    frames: int
     measured_bytes: int | None  # peak GPU memory used by this process; None on the CPU
     smoke_test: bool
     projector: str | None = None
@@ -37,7 +38,7 @@ class LoadedModel:
 def load(*, vlm: str | None = None, encoder: str | None = None, llm: str | None = None,
          projector: str | Path | None = None, dtype: str | None = None, device: str | None = None,
          offline: bool = False, token: str | None = None, endpoint: str | None = None,
-         registry: Registry | None = None, frames: int = 8, smoke_test: bool = True,
+         registry: Registry | None = None, frames: int | None = None, smoke_test: bool = True,
          default: str = "composed") -> LoadedModel:
     """Load a VLM, or encoder + (projector) + LLM; with no keys, what `recommend` picks for this machine."""
     import torch
@@ -46,10 +47,14 @@ def load(*, vlm: str | None = None, encoder: str | None = None, llm: str | None 
     if bool(encoder) != bool(llm) or (vlm and encoder):
         raise UsageError("Give --vlm KEY, or --encoder KEY with --llm KEY", "See `vlmkit models` for keys.")
     if projector and not encoder:
-        raise UsageError("--projector goes with --encoder and --llm")
+        raise UsageError("--projector goes with --encoder and --llm", "A VLM has its own projector built in.")
+    if projector:
+        from vlmkit.projector import check_projector_file
+
+        check_projector_file(projector, encoder=encoder, llm=llm)  # before minutes of downloading
     device = resolve_device(device)
     if not (vlm or encoder):
-        plan = recommend(registry=registry, frames=frames, gpu=None)
+        plan = recommend(registry=registry, frames=frames or 8, gpu=None)
         choice = plan.vlm_choice if default == "vlm" else plan.choice
         if choice is None:
             raise ModelLoadError("No model fits this machine", "Name one with --vlm or --encoder/--llm.")
@@ -65,21 +70,33 @@ def load(*, vlm: str | None = None, encoder: str | None = None, llm: str | None 
     downloaded = time.perf_counter()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
+    names = " + ".join(e.key for e in entries)
     try:
         with _quiet_transformers():
             backend = _build(entries, paths, projector, torch_dtype, device)
             if smoke_test:
                 backend.smoke_test()
     except torch.OutOfMemoryError:
-        raise OutOfMemoryError(f"Out of GPU memory while loading {' + '.join(e.key for e in entries)}",
+        raise OutOfMemoryError(f"Out of GPU memory while loading {names}",
                                "Run `vlmkit recommend` to see what fits, or use a smaller model.") from None
+    except VlmkitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - corrupt weights, a wrong family, a processor mismatch...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelLoadError(f"Cannot load {names}: {type(exc).__name__}: {first}",
+                             "Are the files complete, and is the registry entry's `family` right for them? "
+                             "VLMKIT_DEBUG=1 shows the traceback.") from exc
     loaded = time.perf_counter()
-    estimate = (estimate_vlm(entries[0], frames=frames, max_new_tokens=128, dtype=dtype_name) if vlm else
-                estimate_composed(*entries, frames=frames, max_new_tokens=128, dtype=dtype_name))
+    frames = frames or backend.default_frames
+    on_gpu = device.startswith("cuda")
+    estimate = (estimate_vlm(entries[0], frames=frames, max_new_tokens=128, dtype=dtype_name, on_gpu=on_gpu) if vlm
+                else estimate_composed(*entries, frames=frames, max_new_tokens=128, dtype=dtype_name, on_gpu=on_gpu))
     report = LoadReport(
         keys=backend.keys, device=device, dtype=dtype_name, download_seconds=downloaded - started,
         load_seconds=loaded - downloaded, parameters=backend.parameter_count(), estimate_bytes=estimate.total_bytes,
-        measured_bytes=measure_gpu_bytes(device), smoke_test=smoke_test, projector=str(projector) if projector else None,
+        frames=frames,
+        measured_bytes=measure_gpu_bytes(device), smoke_test=smoke_test,
+        projector=str(projector) if projector else None,
     )
     return LoadedModel(backend, report)
 
@@ -104,18 +121,11 @@ def _quiet_transformers():
 
 
 def _build(entries, paths, projector, torch_dtype, device) -> CaptionBackend:
-    try:
-        if len(entries) == 1:
-            from vlmkit.backends.end_to_end import EndToEndBackend
+    if len(entries) == 1:
+        from vlmkit.backends.end_to_end import EndToEndBackend
 
-            return EndToEndBackend.from_pretrained(str(paths[0]), entries[0], dtype=torch_dtype, device=device)
-        return _build_composed(entries, paths, projector, torch_dtype, device)
-    except (OSError, ValueError, KeyError) as exc:
-        names = " + ".join(e.key for e in entries)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"Cannot load {names}: {first}",
-                             "Is the download complete and the registry entry's family right? "
-                             "VLMKIT_DEBUG=1 shows the traceback.") from exc
+        return EndToEndBackend.from_pretrained(str(paths[0]), entries[0], dtype=torch_dtype, device=device)
+    return _build_composed(entries, paths, projector, torch_dtype, device)
 
 
 def _build_composed(entries, paths, projector_path, torch_dtype, device):
@@ -136,7 +146,8 @@ def _build_composed(entries, paths, projector_path, torch_dtype, device):
                                          encoder_dim=encoder.feature_dim, llm_dim=llm.config.hidden_size)
         projector = projector.to(device, torch_dtype).eval()
         encoder.feature_layer = info.feature_layer
-    return ComposedBackend(encoder, projector, llm, tokenizer, keys={"encoder": encoder_entry.key, "llm": llm_entry.key},
+    keys = {"encoder": encoder_entry.key, "llm": llm_entry.key}
+    return ComposedBackend(encoder, projector, llm, tokenizer, keys=keys,
                            dtype=torch_dtype, device=device, tokens_per_frame=encoder_entry.tokens_per_frame,
                            max_context=llm_entry.max_context)
 

@@ -80,8 +80,9 @@ def recommend(*, registry: Registry | None = None, gpu: str | None = None, vram_
     vlms = [c for c in candidates if c.vlm]
     tier = next((c for c in composed if c.tier), None)
     if target.source == "cpu":
-        choice = plan.composed(*_smallest_ungated(registry))
-        vlm_choice = min(vlms, key=lambda c: c.estimate.total_bytes)
+        smallest = _smallest_ungated(registry)
+        choice = plan.composed(*smallest) if smallest else None
+        vlm_choice = min(vlms, key=lambda c: c.estimate.total_bytes, default=None)
         reason = "no GPU: the smallest combination, to run on the CPU (slowly); plan for a GPU with --gpu NAME"
     elif tier and tier.fits:
         choice, reason = tier, f"the design document's combination for {target.name}, and it fits"
@@ -117,7 +118,7 @@ class _Planner:
         def estimate(frames: int) -> MemoryEstimate:
             return estimate_vlm(vlm, frames=frames, max_new_tokens=self.max_new_tokens, dtype=self.dtype,
                                 on_gpu=self.on_gpu)
-        return self._candidate(estimate, vlm=vlm.key)
+        return self._candidate(estimate, vlm=vlm.key, tier=bool(self.tier and self.tier.vlm == vlm.key))
 
     def all_candidates(self) -> list[Candidate]:
         """Each LLM with the largest fitting encoder within ENCODER_SHARE, the tier, and every VLM."""
@@ -184,8 +185,11 @@ def _target(registry: Registry, gpu: str | None, vram_gb: float | None, device: 
     return target, probe, warnings
 
 
-def _smallest_ungated(registry: Registry) -> tuple[Encoder, LLM]:
-    """What runs on a CPU without waiting for any approval."""
+def _smallest_ungated(registry: Registry) -> tuple[Encoder, LLM] | None:
+    """What runs on a CPU without waiting for any approval; None without encoders or LLMs."""
+    if not (registry.encoders and registry.llms):
+        return None
+
     def smallest(entries):
         return min(entries, key=lambda e: (e.gated, not e.safetensors, e.params))
     return smallest(registry.encoders.values()), smallest(registry.llms.values())
@@ -237,9 +241,9 @@ def _check_options(gpu, vram_gb, frames, max_new_tokens, encoder, llm, vlm, dtyp
     if bool(encoder) != bool(llm):
         raise UsageError("--encoder and --llm go together", "Give both, or --vlm KEY.")
     if frames < 1 or max_new_tokens < 1:
-        raise UsageError("--frames and --max-new-tokens must be at least 1")
+        raise UsageError("--frames and --max-new-tokens must be at least 1", "Plan for at least one frame and token.")
     if vram_gb is not None and vram_gb <= 0:
-        raise UsageError("--vram must be a positive number of GB")
+        raise UsageError(f"--vram must be a positive number of GB, not {vram_gb:g}", "For a 24 GB card: --vram 24.")
     if dtype and dtype not in DTYPE_BYTES:
         raise UsageError(f"Unknown dtype '{dtype}'", f"Use one of: {', '.join(DTYPE_BYTES)}.")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vlmkit.errors import ModelLoadError
+from vlmkit.errors import ModelLoadError, UsageError
 
 FORMAT = "vlmkit-projector-v1"
 
@@ -33,13 +33,14 @@ class ProjectorInfo:
     @classmethod
     def from_metadata(cls, metadata: dict[str, str], path: Path) -> ProjectorInfo:
         if metadata.get("format") != FORMAT:
-            raise ModelLoadError(f"{path} is not a vlmkit projector (no '{FORMAT}' metadata)",
+            raise UsageError(f"{path} is not a vlmkit projector (no '{FORMAT}' metadata)",
                                  "Save projectors with vlmkit.projector.save_projector.")
         try:
             return cls(encoder=metadata["encoder"], llm=metadata["llm"], encoder_dim=int(metadata["encoder_dim"]),
                        llm_dim=int(metadata["llm_dim"]), feature_layer=int(metadata["feature_layer"]))
         except (KeyError, ValueError) as exc:
-            raise ModelLoadError(f"{path}: projector metadata is incomplete ({exc})") from None
+            raise UsageError(f"{path}: projector metadata is incomplete ({exc})",
+                             "Save projectors with vlmkit.projector.save_projector.") from None
 
 
 class Projector(nn.Module):
@@ -62,16 +63,39 @@ def save_projector(projector: Projector, info: ProjectorInfo, path: str | Path) 
     return path
 
 
-def load_projector(path: str | Path, *, encoder: str, llm: str, encoder_dim: int, llm_dim: int) -> tuple[Projector, ProjectorInfo]:
-    """Load and check that the projector was trained for this encoder and LLM."""
+def read_projector_info(path: str | Path) -> ProjectorInfo:
+    """The metadata alone: cheap, so a wrong file is refused before any model loads."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise ModelLoadError(f"Projector file not found: {path}", "Pass the .safetensors file with --projector.")
+        raise UsageError(f"Projector file not found: {path}", "Pass the .safetensors file with --projector.")
     try:
         with safe_open(str(path), framework="pt") as f:
-            info = ProjectorInfo.from_metadata(f.metadata() or {}, path)
+            return ProjectorInfo.from_metadata(f.metadata() or {}, path)
+    except (SafetensorError, OSError) as exc:
+        raise UsageError(f"Cannot read projector {path}: {exc}", "Is it a complete .safetensors file?") from None
+
+
+def check_projector_file(path: str | Path, *, encoder: str | None, llm: str | None) -> ProjectorInfo:
+    """A usage error (exit 2) when the file is missing, unreadable or made for another pair."""
+    info = read_projector_info(path)
+    for name, given in (("encoder", encoder), ("llm", llm)):
+        if given and getattr(info, name) != given:
+            raise UsageError(f"Projector {path} was trained for --{name} {getattr(info, name)}, not {given}",
+                             f"Use a projector trained for --encoder {encoder} --llm {llm}.")
+    return info
+
+
+def load_projector(path: str | Path, *, encoder: str, llm: str, encoder_dim: int,
+                   llm_dim: int) -> tuple[Projector, ProjectorInfo]:
+    """Load and check that the projector was trained for this encoder and LLM."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    info = read_projector_info(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError) as exc:
         raise ModelLoadError(f"Cannot read projector {path}: {exc}",

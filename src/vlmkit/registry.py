@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 import types
 from dataclasses import MISSING, dataclass, field, fields
@@ -175,10 +176,8 @@ class Registry:
         for spec in self.gpus.values():
             if wanted in (n.lower() for n in (spec.name, *spec.aliases)):
                 return spec
-        raise UnknownModelError(
-            f"Unknown GPU '{name}'",
-            f"Known GPUs: {', '.join(self.gpus)}; or plan for any card with --vram GB.",
-        )
+        known = f"Known GPUs: {', '.join(self.gpus)}; or" if self.gpus else "This registry lists no GPUs:"
+        raise UnknownModelError(f"Unknown GPU '{name}'", f"{known} plan for any card with --vram GB.")
 
     def tier(self, gpu_name: str) -> Tier | None:
         return next((t for t in self.tiers if t.gpu == gpu_name), None)
@@ -203,7 +202,8 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
         raise RegistryError(f"Registry file not found: {path}",
                             f"Pass an existing file with --registry or {REGISTRY_ENV}.") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise RegistryError(f"Cannot read registry {path}: {exc}") from None
+        raise RegistryError(f"Cannot read registry {path}: {exc}",
+                            "Pass a models.toml text file with --registry or VLMKIT_REGISTRY.") from None
     except tomllib.TOMLDecodeError as exc:
         raise RegistryError(f"{path}: invalid TOML: {exc}", "Fix the syntax at that line.") from None
     return _parse(raw, path)
@@ -229,7 +229,11 @@ def _parse(raw: dict[str, Any], path: Path) -> Registry:
     tiers = tuple(_build(Tier, _table(t, path, f"[[tiers]] #{i + 1}", "tier"), path, f"[[tiers]] #{i + 1}")
                   for i, t in enumerate(tiers_raw))
     registry = Registry(path, sections["encoders"], sections["llms"], sections["vlms"], gpus, tiers)
+    if not registry.all_models():
+        raise RegistryError(f"{path}: the registry defines no models",
+                            "Add [encoders.KEY], [llms.KEY] or [vlms.KEY] tables (see README.md).")
     _check_names(registry)
+    _check_gpus(registry)
     _check_tiers(registry)
     return registry
 
@@ -267,7 +271,8 @@ def _build(cls: type, values: dict[str, Any], path: Path, where: str) -> Any:
 
 
 def _typed(value: Any, hint: Any, path: Path, where: str, name: str) -> Any:
-    options = [a for a in get_args(hint) if a is not type(None)] if get_origin(hint) in (Union, types.UnionType) else [hint]
+    is_union = get_origin(hint) in (Union, types.UnionType)
+    options = [a for a in get_args(hint) if a is not type(None)] if is_union else [hint]
     for option in options:
         if get_origin(option) is tuple:
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -301,6 +306,22 @@ def _check_names(registry: Registry) -> None:
                     f"{registry.path}: {where}: name '{name}' is already used by {owners[name.lower()]}",
                     "Keys and aliases must be unique across encoders, llms and vlms.")
             owners[name.lower()] = where
+
+
+def _check_gpus(registry: Registry) -> None:
+    owners: dict[str, str] = {}
+    for spec in registry.gpus.values():
+        where = f"{registry.path}: [gpus.{spec.name}]"
+        if not re.fullmatch(r"\d+\.\d+", spec.compute_capability):
+            raise RegistryError(f"{where}: field 'compute_capability' must look like \"8.9\", got "
+                                f"{spec.compute_capability!r}", "Write major.minor, as NVIDIA's tables do.")
+        if spec.memory_mib <= 0:
+            raise RegistryError(f"{where}: field 'memory_mib' must be positive", "Give the total memory in MiB.")
+        for name in (spec.name, *spec.aliases):
+            if name.lower() in owners:
+                raise RegistryError(f"{where}: name '{name}' is already used by {owners[name.lower()]}",
+                                    "GPU names and aliases must be unique.")
+            owners[name.lower()] = f"[gpus.{spec.name}]"
 
 
 def _check_tiers(registry: Registry) -> None:

@@ -24,10 +24,9 @@ def to_vtt(segments: list[dict]) -> str:
     return "WEBVTT\n\n" + "\n".join(cues)
 
 
-def write_subtitles(video: str, segments: list[dict], kind: str, directory: Path) -> Path:
-    """`<directory>/<video name>.<kind>`, written whole through a temporary file."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{Path(video).stem}.{kind}"
+def write_subtitles(segments: list[dict], kind: str, path: Path) -> Path:
+    """Written whole through a temporary file: a crash never leaves half a subtitle file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(to_srt(segments) if kind == "srt" else to_vtt(segments), encoding="utf-8")
     temporary.replace(path)

@@ -44,7 +44,8 @@ class VisionEncoder(nn.Module):
         model = model_class.from_pretrained(path, dtype=dtype, attn_implementation=_attention(model_class),
                                             use_safetensors=True).to(device).eval()
         processor = transformers.AutoImageProcessor.from_pretrained(path)
-        prefix = 1 + model.config.num_register_tokens if family.prefix_tokens == "registers" else int(family.prefix_tokens)
+        registers = family.prefix_tokens == "registers"
+        prefix = 1 + model.config.num_register_tokens if registers else int(family.prefix_tokens)
         return cls(model, processor, prefix, feature_layer)
 
     @property

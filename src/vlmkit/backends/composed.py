@@ -60,7 +60,8 @@ class ComposedBackend(CaptionBackend):
         seed_everything(settings.seed)
         output = self.llm.generate(inputs_embeds=embeds, attention_mask=mask,
                                    **settings.generate_kwargs(self.tokenizer.pad_token_id))
-        return [decode_new_tokens(row, self.tokenizer, self.llm.generation_config) for row in output]  # with inputs_embeds only, output holds new tokens only
+        # with inputs_embeds only, the output holds the new tokens only
+        return [decode_new_tokens(row, self.tokenizer, self.llm.generation_config) for row in output]
 
     @torch.inference_mode()
     def generate_text(self, prompts: list[str], settings: GenerationSettings) -> list[Generated]:

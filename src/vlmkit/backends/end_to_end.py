@@ -55,7 +55,8 @@ class EndToEndBackend(CaptionBackend):
             by_count.setdefault(len(video.frames), []).append(index)
         results: list[Generated | None] = [None] * len(videos)
         for indices in by_count.values():
-            for index, result in zip(indices, self._generate_same_length([videos[i] for i in indices], prompt, settings)):
+            outputs = self._generate_same_length([videos[i] for i in indices], prompt, settings)
+            for index, result in zip(indices, outputs):
                 results[index] = result
         return results
 

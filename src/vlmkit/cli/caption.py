@@ -15,12 +15,12 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from vlmkit.prompts import DEFAULT_PROMPT
 from vlmkit.cli.load import DeviceOpt
 from vlmkit.cli.options import DtypeOpt, EncoderOpt, LlmOpt, MaxNewTokensOpt, OfflineOpt, ProjectorOpt, VlmOpt
-from vlmkit.cli.render import stderr, stdout, to_jsonable
+from vlmkit.cli.render import stderr, stdout, to_jsonable, warn
 from vlmkit.cli.state import registry_from
 from vlmkit.errors import UsageError
+from vlmkit.prompts import DEFAULT_PROMPT
 
 
 class Format(str, Enum):
@@ -73,10 +73,21 @@ def caption(
     from vlmkit.journal import Journal
 
     output_format = _check_format(output_format, output, segments)
-    paths = collect_videos(videos or [], manifest or [])
+    sampling = SamplingOptions(frames, fps, min_frames, max_frames, start, end)
+    sampling.validate()
+    if projector:
+        from vlmkit.projector import check_projector_file
+
+        check_projector_file(projector, encoder=encoder, llm=llm)
+    paths = collect_videos(videos or [], manifest or [], warn=warn)
     if not paths:
         raise UsageError("No videos to caption", "Name video files or directories, or pass --list FILE.")
     journal = Journal.open(output, retry_errors=retry_errors) if output else None
+    if journal and (vlm or (encoder and llm)):  # named models: refuse a mixed dataset before loading anything
+        registry = registry_from(ctx)
+        keys = ({"vlm": registry.vlm(vlm).key} if vlm else
+                {"encoder": registry.encoder(encoder).key, "llm": registry.llm(llm).key})
+        journal.check_same_run(keys, prompt)
     recorded = (journal.done | journal.failed) if journal else set()
     todo = [p for p in paths if os.path.abspath(p) not in recorded]
     failed_before = len({os.path.abspath(p) for p in paths} & journal.failed) if journal else 0
@@ -85,7 +96,7 @@ def caption(
         stderr.print(f"Resuming {output}: {skipped} of {len(paths)} videos already recorded", highlight=False)
 
     records: list = []
-    subtitle_dir = output.parent if output else Path.cwd()
+    subtitles = _SubtitleNames(output.parent if output else Path.cwd())
     progress = ProgressReporter(total=len(todo), quiet=quiet)
     stop = threading.Event()
 
@@ -97,7 +108,7 @@ def caption(
         if output_format in (Format.srt, Format.vtt) and record.segments:
             from vlmkit.subtitles import write_subtitles
 
-            write_subtitles(record.video, record.segments, output_format.value, subtitle_dir)
+            write_subtitles(record.segments, output_format.value, subtitles.path_for(record.video, output_format.value))
         progress.advance(record)
 
     try:
@@ -105,13 +116,20 @@ def caption(
         if todo:
             model = load_for_captioning(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype,
                                         device=device, offline=offline, registry=registry_from(ctx))
+            if journal:
+                journal.check_same_run(model.backend.keys, prompt)
             with _first_interrupt_sets(stop), progress:
                 result = run_batch(
-                    model.backend, todo, prompt, SamplingOptions(frames, fps, min_frames, max_frames, start, end),
+                    model.backend, todo, prompt, sampling,
                     GenerationSettings(max_new_tokens, temperature, seed, static_cache),
                     BatchOptions(batch_size=batch_size, workers=workers, segments=segments, summary=summary,
                                  strip_prefix=strip_prefix),
                     on_record=on_record, stop=stop, skipped=skipped)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keeping what is written
+        stderr.print("Stopped. Records written so far are kept"
+                     + (f"; resume with: {escape(shlex.join(['vlmkit', *sys.argv[1:]]))}" if output else "."),
+                     highlight=False)
+        raise typer.Exit(130) from None
     finally:
         if journal:
             journal.close()
@@ -159,6 +177,22 @@ def _print_summary(result, output: Path | None, *, stopped: bool, failed_before:
         command = shlex.join(["vlmkit", *sys.argv[1:]])
         hint = f"Resume with: {command}" if output else "Add --output FILE.jsonl to make runs resumable."
         stderr.print(f"Interrupted. {escape(hint)}", highlight=False)
+
+
+class _SubtitleNames:
+    """`<dir>/<video name>.srt`, unless two videos of this run share a name: then the second gets a suffix."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory, self.owners = directory, {}
+
+    def path_for(self, video: str, kind: str) -> Path:
+        import hashlib
+
+        name = f"{Path(video).stem}.{kind}"
+        if self.owners.setdefault(name, video) != video:
+            name = f"{Path(video).stem}-{hashlib.sha1(video.encode()).hexdigest()[:8]}.{kind}"
+            self.owners[name] = video
+        return self.directory / name
 
 
 class _first_interrupt_sets:

@@ -38,7 +38,10 @@ def load(
     stdout.print(f"  download {report.download_seconds:.1f} s, load + forward pass {report.load_seconds:.1f} s",
                  highlight=False)
     stdout.print(f"  parameters {count(report.parameters)}", highlight=False)
-    measured = gib(report.measured_bytes) if report.measured_bytes is not None else "n/a on the CPU"
-    stdout.print(f"  GPU memory measured {measured}, estimated {gib(report.estimate_bytes)} at 8 frames",
-                 highlight=False)
+    if report.measured_bytes is None:
+        stdout.print(f"  memory estimated {gib(report.estimate_bytes)} at {report.frames} frames "
+                     "(on the CPU: no GPU memory to measure)", highlight=False)
+    else:
+        stdout.print(f"  GPU memory measured {gib(report.measured_bytes)}, estimated {gib(report.estimate_bytes)} "
+                     f"at {report.frames} frames", highlight=False)
     stdout.print("  forward pass ok" if report.smoke_test else "  forward pass skipped", highlight=False)

@@ -10,7 +10,6 @@ from rich.table import Table
 from vlmkit.cli.options import DtypeOpt, EncoderOpt, FramesOpt, JsonOpt, LlmOpt, MaxNewTokensOpt, VlmOpt
 from vlmkit.cli.render import gib, print_json, stdout, warn
 from vlmkit.cli.state import registry_from
-from vlmkit.planner import Candidate, Recommendation
 from vlmkit.planner import recommend as plan
 
 CANDIDATE_ROWS = 14
@@ -30,7 +29,6 @@ def recommend(
     as_json: JsonOpt = False,
 ) -> None:
     """Recommend an encoder + LLM (and an end-to-end VLM) that fit the GPU, with memory estimates."""
-    from vlmkit.planner import recommend as plan
 
     result = plan(registry=registry_from(ctx), gpu=gpu, vram_gb=vram, frames=frames, max_new_tokens=max_new_tokens,
                   encoder=encoder, llm=llm, vlm=vlm, dtype=dtype, device=device)
@@ -85,8 +83,11 @@ def _print(result) -> None:
     stdout.print(f"[bold]dtype[/bold]  {result.dtype}   frames {result.frames}, max new tokens {result.max_new_tokens}",
                  highlight=False)
     choice = result.choice
-    if choice:
+    if choice and choice.fits:
         stdout.print(f"\n[bold green]Recommended[/bold green]  {choice.label}  — {result.reason}", highlight=False)
+        _print_estimate(choice)
+    elif choice:
+        stdout.print(f"\n[bold red]Does not fit[/bold red]  {choice.label}  — {result.reason}", highlight=False)
         _print_estimate(choice)
     else:
         stdout.print(f"\n[bold red]Nothing fits[/bold red] — {result.reason}", highlight=False)
