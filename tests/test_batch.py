@@ -131,25 +131,26 @@ def test_uneven_frame_counts_in_one_batch(zoo_registry, batch_dir, tmp_path):
 
 
 def test_out_of_memory_on_one_video_is_retried_with_fewer_frames(qwen3_vl, batch_dir, monkeypatch):
-    """The fault-injection hook: this backend runs out of memory on clip03 at more than 2 frames."""
+    """The fault-injection hook: the model step runs out of memory on clip03 at more than 2 frames."""
     clips = sorted(batch_dir.glob("clip*.mp4"))[:5]
     backend = qwen3_vl.backend
-    real_generate = backend.generate
+    real_run = backend.run
     calls = []
 
-    def generate(videos, prompt, settings):
-        calls.append([(Path(v.path).name, len(v.frames)) for v in videos])
-        if any(Path(v.path).name == "clip03.mp4" and len(v.frames) > 2 for v in videos):
+    def run(prepared, settings):
+        calls.append([(Path(v.path).name, len(v.frames)) for v in prepared.videos])
+        if any(Path(v.path).name == "clip03.mp4" and len(v.frames) > 2 for v in prepared.videos):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (fault injection)")
-        return real_generate(videos, prompt, settings)
+        return real_run(prepared, settings)
 
-    monkeypatch.setattr(backend, "generate", generate)
+    monkeypatch.setattr(backend, "run", run)
     got = caption(clips, model=qwen3_vl, frames=4, max_new_tokens=4, batch_size=2)
     assert [r.status for r in got] == ["ok"] * 5
     retried = next(r for r in got if r.video.endswith("clip03.mp4"))
     assert retried.notes == ["CUDA out of memory with 4 frames; retried with 2"]
     assert len(retried.timestamps) == 2
-    assert ("clip03.mp4", 2) in calls[-1] or any(("clip03.mp4", 2) in c for c in calls)
+    assert [("clip03.mp4", 4), ("clip04.mp4", 4)] in calls  # the batch that failed
+    assert [("clip03.mp4", 4)] in calls and [("clip03.mp4", 2)] in calls  # alone, then with half the frames
     assert all(not r.notes for r in got if r is not retried)
 
 

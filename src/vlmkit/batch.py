@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from vlmkit.backends.base import CaptionBackend, Generated, GenerationSettings
+from vlmkit.backends.base import CaptionBackend, Generated, GenerationSettings, Prepared
 from vlmkit.captioning import CaptionRecord, SamplingOptions
 from vlmkit.errors import VlmkitError
 from vlmkit.prompts import SUMMARY_PROMPT
@@ -30,6 +30,9 @@ class BatchOptions:
     segments: float | None = None  # seconds per window for dense captioning
     summary: bool = False  # with segments: a whole-video summary from the segment captions
     strip_prefix: bool = False
+    # Run the processors on a thread of their own while the model generates. None: only on CUDA,
+    # where the two use different hardware; on a CPU they compete for the same cores.
+    overlap_prepare: bool | None = None
 
 
 @dataclass
@@ -61,46 +64,84 @@ def run_batch(backend: CaptionBackend, videos: list[str], prompt: str, sampling:
               settings: GenerationSettings, options: BatchOptions = BatchOptions(), *,
               on_record: Callable[[CaptionRecord], None] = lambda record: None,
               stop: threading.Event | None = None, skipped: int = 0) -> RunSummary:
-    """Caption `videos` in order; stops between batches once `stop` is set (Ctrl-C)."""
+    """Caption `videos` in order; stops between batches once `stop` is set (Ctrl-C).
+
+    Three stages overlap: worker threads decode videos ahead, one thread groups them into batches
+    and runs the processors (`backend.prepare`), and this thread runs the model.
+    """
     summary = RunSummary(skipped=skipped)
     started = time.perf_counter()
     stop = stop or threading.Event()
     ahead = max(2 * options.batch_size, options.workers)
-    with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="vlmkit-decode") as pool:
-        queue: deque[tuple[str, Future]] = deque()
-        remaining = iter(videos)
+    overlap = options.overlap_prepare
+    if overlap is None:
+        overlap = str(getattr(backend, "device", "cpu")).startswith("cuda")
+    decoding: deque[Future] = deque()  # touched by the preparing thread only
+    remaining = iter(videos)
+    with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="vlmkit-decode") as decoders, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlmkit-prepare") as preparer:
 
-        def refill() -> None:
-            while len(queue) < ahead and not stop.is_set():
-                video = next(remaining, None)
-                if video is None:
-                    return
-                queue.append((video, pool.submit(_decode_job, video, sampling, options.segments,
-                                                 backend.default_frames)))
+        def next_batch() -> _Batch | None:
+            while len(decoding) < ahead and (video := next(remaining, None)) is not None:
+                decoding.append(decoders.submit(_decode_job, video, sampling, options.segments,
+                                                backend.default_frames))
+            if not decoding or stop.is_set():
+                return None
+            batch = _batch(backend, _next_jobs(decoding, options.batch_size), prompt, settings)
+            if overlap:
+                _prepare(backend, batch)
+            return batch
 
-        refill()
-        while queue and not stop.is_set():
-            jobs = _next_jobs(queue, options.batch_size)
-            refill()  # decode the next batch while this one generates
-            _generate(backend, jobs, prompt, settings, summary)
-            for job in jobs:
+        upcoming = preparer.submit(next_batch)
+        while (batch := upcoming.result()) is not None and not stop.is_set():
+            upcoming = preparer.submit(next_batch)  # decoded (and prepared) while this batch generates
+            if not overlap:
+                _prepare(backend, batch)
+            _generate(backend, batch, settings, summary)
+            for job in batch.jobs:
                 record = _finish(backend, job, prompt, settings, options)
                 summary.captioned += record.status == "ok"
                 summary.failed += record.status != "ok"
                 on_record(record)
-        for _, future in queue:  # interrupted: drop decodes that were started ahead
-            future.cancel()
+        upcoming.cancel()
+        preparer.submit(lambda: [future.cancel() for future in decoding]).result()  # drop decodes started ahead
     summary.interrupted = stop.is_set()
     summary.elapsed_seconds = time.perf_counter() - started
     return summary
 
 
-def _next_jobs(queue: deque, batch_size: int) -> list[_Job]:
+@dataclass
+class _Batch:
+    jobs: list[_Job]
+    prompt: str
+    pending: list[tuple[_Job, int, object]]  # (job, clip index, VideoFrames) still to caption
+    prepared: Prepared | None = None
+    error: Exception | None = None  # what `prepare` raised, handled as a failed generate
+
+
+def _batch(backend, jobs: list[_Job], prompt: str, settings: GenerationSettings) -> _Batch:
+    """The clips to caption; a video too long for the model's context is an error now."""
+    pending = [(job, i, clip) for job in jobs if not job.error for i, clip in enumerate(job.clips)]
+    for job, _, clip in pending:
+        limit = backend.context_limit(len(clip.frames), settings.max_new_tokens)
+        if limit:
+            job.error = limit
+    return _Batch(jobs, prompt, [p for p in pending if not p[0].error])
+
+
+def _prepare(backend, batch: _Batch) -> None:
+    if batch.pending:
+        try:
+            batch.prepared = backend.prepare([clip for _, _, clip in batch.pending], batch.prompt)
+        except Exception as exc:  # noqa: BLE001 - retried video by video in _generate
+            batch.error = exc
+
+
+def _next_jobs(decoding: deque, batch_size: int) -> list[_Job]:
     """Jobs whose clips fill about one batch (one long video with many segments is a batch alone)."""
     jobs, clips = [], 0
-    while queue and (not jobs or clips + 1 <= batch_size):
-        _, future = queue.popleft()
-        job = future.result()
+    while decoding and (not jobs or clips + 1 <= batch_size):
+        job = decoding.popleft().result()
         jobs.append(job)
         clips += max(1, len(job.clips))
     return jobs
@@ -130,19 +171,15 @@ def _decode_job(video: str, sampling: SamplingOptions, segments: float | None, d
     return job
 
 
-def _generate(backend, jobs: list[_Job], prompt: str, settings: GenerationSettings, summary: RunSummary) -> None:
-    pending = [(job, i, clip) for job in jobs if not job.error for i, clip in enumerate(job.clips)]
-    for job, _, clip in pending:
-        limit = backend.context_limit(len(clip.frames), settings.max_new_tokens)
-        if limit:
-            job.error = limit
-    pending = [p for p in pending if not p[0].error]
-    if not pending:
+def _generate(backend, batch: _Batch, settings: GenerationSettings, summary: RunSummary) -> None:
+    if not batch.pending:
         return
+    prompt = batch.prompt
     started = time.perf_counter()
-    outputs = _generate_or_split(backend, [clip for _, _, clip in pending], prompt, settings)
-    share = (time.perf_counter() - started) / len(pending)
-    for (job, index, clip), result in zip(pending, outputs):
+    clips = [clip for _, _, clip in batch.pending]
+    outputs = _generate_or_split(backend, clips, prompt, settings, batch.prepared, batch.error)
+    share = (time.perf_counter() - started) / len(batch.pending)
+    for (job, index, clip), result in zip(batch.pending, outputs):
         job.seconds += share
         if isinstance(result, Generated):
             job.outputs[index] = result
@@ -161,10 +198,13 @@ def _generate(backend, jobs: list[_Job], prompt: str, settings: GenerationSettin
                              else f"the model failed on this video: {_describe(retried)}")
 
 
-def _generate_or_split(backend, clips, prompt, settings) -> list[Generated | Exception]:
+def _generate_or_split(backend, clips, prompt, settings, prepared: Prepared | None = None,
+                       error: Exception | None = None) -> list[Generated | Exception]:
     """A failing batch is retried one video at a time, so one bad video cannot sink the others."""
     try:
-        return backend.generate(clips, prompt, settings)
+        if error is not None:
+            raise error
+        return backend.run(prepared, settings) if prepared else backend.generate(clips, prompt, settings)
     except Exception as exc:  # noqa: BLE001 - reported per video below
         if is_out_of_memory(exc):
             free_gpu_memory()

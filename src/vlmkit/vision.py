@@ -57,11 +57,18 @@ class VisionEncoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @torch.inference_mode()
     def forward(self, frames) -> torch.Tensor:
         """frames: uint8 [T, H, W, 3] -> patch features [T, N, D]."""
-        pixels = self.processor(images=list(frames), return_tensors="pt")["pixel_values"]
-        pixels = pixels.to(self.device, dtype=next(self.model.parameters()).dtype)  # [T, 3, S, S]
+        return self.features(self.pixels(frames))
+
+    def pixels(self, frames) -> torch.Tensor:
+        """The image processor alone (CPU work): uint8 [T, H, W, 3] -> float [T, 3, S, S]."""
+        return self.processor(images=list(frames), return_tensors="pt")["pixel_values"]
+
+    @torch.inference_mode()
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels [T, 3, S, S] -> patch features [T, N, D], CLS/register/pooled tokens dropped."""
+        pixels = pixels.to(self.device, dtype=next(self.model.parameters()).dtype)
         wants_hidden = self.feature_layer != -1
         output = self.model(pixel_values=pixels, output_hidden_states=wants_hidden)
         hidden = output.hidden_states[self.feature_layer] if wants_hidden else output.last_hidden_state

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +39,19 @@ class GenerationSettings:
         return kwargs
 
 
+@dataclass
+class Prepared:
+    """A batch after the CPU-side work (processors, pixel tensors), ready for the model.
+
+    `prepare` runs on a worker thread while the previous batch generates, so the GPU does not wait
+    for the CPU between batches.
+    """
+
+    videos: list  # VideoFrames
+    prompt: str
+    inputs: Any = None  # whatever the backend's `run` needs
+
+
 @dataclass(frozen=True)
 class Generated:
     text: str
@@ -55,9 +68,17 @@ class CaptionBackend(ABC):
     tokens_per_frame: int | None = None  # fixed visual tokens per frame, where the model has a fixed number
     max_context: int | None = None
 
+    def prepare(self, videos: list[VideoFrames], prompt: str) -> Prepared:
+        """CPU work only (safe on a worker thread); the default leaves everything to `run`."""
+        return Prepared(videos, prompt)
+
     @abstractmethod
+    def run(self, prepared: Prepared, settings: GenerationSettings) -> list[Generated]:
+        """One caption per video of a prepared batch."""
+
     def generate(self, videos: list[VideoFrames], prompt: str, settings: GenerationSettings) -> list[Generated]:
         """One caption per video, batched in one generate call."""
+        return self.run(self.prepare(videos, prompt), settings)
 
     @abstractmethod
     def generate_text(self, prompts: list[str], settings: GenerationSettings) -> list[Generated]:

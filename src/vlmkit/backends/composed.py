@@ -13,6 +13,7 @@ from vlmkit.backends.base import (
     CaptionBackend,
     Generated,
     GenerationSettings,
+    Prepared,
     decode_new_tokens,
     seed_everything,
 )
@@ -50,13 +51,17 @@ class ComposedBackend(CaptionBackend):
             return
         super().smoke_test()
 
+    def prepare(self, videos, prompt: str) -> Prepared:
+        """The image processor's work: pixel tensors, one [T, 3, S, S] per video."""
+        return Prepared(videos, prompt, [self.encoder.pixels(v.frames) for v in videos])
+
     @torch.inference_mode()
-    def generate(self, videos, prompt: str, settings: GenerationSettings) -> list[Generated]:
+    def run(self, prepared: Prepared, settings: GenerationSettings) -> list[Generated]:
         if self.projector is None:
             raise ModelLoadError("Captioning with --encoder/--llm needs a trained projector (--projector FILE)",
                                  "An untrained projector only produces noise; use --vlm KEY for an end-to-end model.")
-        features = [self.projector(self.encoder(v.frames).to(self.dtype)) for v in videos]  # each [T, N, H]
-        embeds, mask = self._splice(prompt, [f.flatten(0, 1) for f in features])
+        features = [self.projector(self.encoder.features(p).to(self.dtype)) for p in prepared.inputs]  # [T, N, H]
+        embeds, mask = self._splice(prepared.prompt, [f.flatten(0, 1) for f in features])
         seed_everything(settings.seed)
         output = self.llm.generate(inputs_embeds=embeds, attention_mask=mask,
                                    **settings.generate_kwargs(self.tokenizer.pad_token_id))

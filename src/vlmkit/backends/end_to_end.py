@@ -12,6 +12,7 @@ from vlmkit.backends.base import (
     CaptionBackend,
     Generated,
     GenerationSettings,
+    Prepared,
     decode_new_tokens,
     seed_everything,
 )
@@ -48,21 +49,24 @@ class EndToEndBackend(CaptionBackend):
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
-    def generate(self, videos, prompt: str, settings: GenerationSettings) -> list[Generated]:
-        """Videos with different frame counts cannot share a tensor: one generate call per count."""
+    def prepare(self, videos, prompt: str) -> Prepared:
+        """The processor's work. Videos with different frame counts cannot share a tensor: a group per count."""
         by_count: dict[int, list[int]] = {}
         for index, video in enumerate(videos):
             by_count.setdefault(len(video.frames), []).append(index)
-        results: list[Generated | None] = [None] * len(videos)
-        for indices in by_count.values():
-            outputs = self._generate_same_length([videos[i] for i in indices], prompt, settings)
-            for index, result in zip(indices, outputs):
+        groups = [(indices, self._inputs([videos[i] for i in indices], prompt)) for indices in by_count.values()]
+        return Prepared(videos, prompt, groups)
+
+    def run(self, prepared: Prepared, settings: GenerationSettings) -> list[Generated]:
+        results: list[Generated | None] = [None] * len(prepared.videos)
+        for indices, inputs in prepared.inputs:
+            for index, result in zip(indices, self._run_group(inputs, settings)):
                 results[index] = result
         return results
 
     @torch.inference_mode()
-    def _generate_same_length(self, videos, prompt: str, settings: GenerationSettings) -> list[Generated]:
-        inputs = self._inputs(videos, prompt).to(self.device, self.dtype)  # casts floating tensors only
+    def _run_group(self, inputs, settings: GenerationSettings) -> list[Generated]:
+        inputs = inputs.to(self.device, self.dtype)  # casts floating tensors only
         seed_everything(settings.seed)
         tokenizer = self.processor.tokenizer
         output = self.model.generate(**inputs, **settings.generate_kwargs(tokenizer.pad_token_id))
