@@ -136,3 +136,11 @@ def test_subtitles():
 ])
 def test_strip_stock_opening(before, after):
     assert strip_stock_opening(before) == after
+
+
+def test_a_named_directory_without_videos_is_reported(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "looks.mp4").mkdir()  # a directory with a video's name
+    said = []
+    assert collect_videos([tmp_path / "empty", tmp_path / "looks.mp4"], warn=said.append) == []
+    assert len(said) == 2 and all("no videos in it" in message for message in said)

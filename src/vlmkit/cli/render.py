@@ -32,7 +32,10 @@ def to_jsonable(value: Any) -> Any:
 
 
 def gib(n: int | float | None) -> str:
-    return "-" if n is None else f"{n / 2**30:.1f} GiB"
+    """Bytes for people: GiB, or MiB below one GiB (a tiny model is not '0.0 GiB')."""
+    if n is None:
+        return "-"
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def count(n: int) -> str:
