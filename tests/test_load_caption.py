@@ -212,3 +212,20 @@ def test_cli_caption_json_and_errors(zoo_registry, video_dir, tmp_path):
 
     missing = vlmkit(zoo_registry, "caption", str(tmp_path / "nope.mp4"), "--vlm", "tiny-qwen3-vl")
     assert missing.returncode == 1 and "nope.mp4" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_composed_batch_of_four_gives_the_captions_of_batch_one(registry, video_dir, tmp_path):
+    """Left padding with spliced visual embeddings must not change greedy captions."""
+    model = load(encoder="tiny-dinov3-vit", llm="tiny-qwen3", registry=registry,
+                 projector=random_projector(registry, "tiny-dinov3-vit", tmp_path))
+    clips = [video_dir / name for name in ("counter.mp4", "odd.mp4", "vfr.mkv", "rotated90.mp4", "long.mp4")]
+    frames = [2, 3, 4, 2, 3]  # different lengths, so the rows of a batch are padded differently
+    one = [caption([c], model=model, frames=n, max_new_tokens=6)[0] for c, n in zip(clips, frames)]
+    from vlmkit.backends.base import GenerationSettings
+    from vlmkit.frames import sample_frames
+
+    batched = model.backend.generate([sample_frames(c, num_frames=n) for c, n in zip(clips, frames)],
+                                     one[0].prompt, GenerationSettings(max_new_tokens=6))
+    assert [g.text for g in batched] == [r.caption for r in one]
+    assert len({r.caption for r in one}) > 1 and all(r.new_tokens > 0 for r in one)  # not trivially equal
+    assert [g.new_tokens for g in batched] == [r.new_tokens for r in one]
