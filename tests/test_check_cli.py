@@ -142,3 +142,20 @@ def test_twenty_models_take_about_as_long_as_one(fake_hub: FakeHub, env, tmp_pat
     assert sum(m["status"] == "ok" for m in doc["models"]) == 18
     # sequentially: 20 x 0.2 s = 4 s of latency alone; concurrently about one round trip
     assert elapsed < 3.0, elapsed
+
+
+def test_ctrl_c_while_waiting_on_the_hub(fake_hub: FakeHub, env, tmp_path):
+    import signal
+
+    fake_hub.add_repo("Qwen/Qwen3-8B", files={"config.json": b"{}"})
+    fake_hub.stall("Qwen/Qwen3-8B")
+    registry = write_registry(tmp_path / "models.toml", {"qwen3-8b": "Qwen/Qwen3-8B"})
+    env |= {"HF_ENDPOINT": fake_hub.endpoint, "VLMKIT_REGISTRY": str(registry)}
+    process = subprocess.Popen([sys.executable, "-m", "vlmkit", "check", "--model", "qwen3-8b", "--timeout", "60"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not any("auth-check" in p for p in fake_hub.paths_requested()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130 and "Interrupted." in err and "Traceback" not in err

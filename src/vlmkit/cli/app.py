@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import traceback
@@ -47,11 +48,23 @@ def root(
     ctx.obj = CliState(registry)
 
 
-app.command("check")(check.check)
+def _interruptible(command):
+    """Ctrl-C in a command that waits on the network or on a model: say so, exit 130."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            stderr.print("Interrupted.")
+            raise typer.Exit(130) from None
+    return run
+
+
+app.command("check")(_interruptible(check.check))
 app.command("recommend")(recommend.recommend)
 app.command("models")(models.models)
-app.command("load")(load.load)
-app.command("caption")(caption.caption)
+app.command("load")(_interruptible(load.load))
+app.command("caption")(caption.caption)  # its first Ctrl-C finishes the batch in flight
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,6 +78,3 @@ def main(argv: list[str] | None = None) -> None:
         if exc.hint:
             stderr.print(f"[bold]Hint:[/bold] {escape(exc.hint)}", highlight=False)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        stderr.print("Interrupted.")
-        sys.exit(130)

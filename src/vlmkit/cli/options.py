@@ -14,6 +14,6 @@ EncoderOpt = Annotated[Optional[str], typer.Option("--encoder", help="Vision enc
 LlmOpt = Annotated[Optional[str], typer.Option("--llm", help="LLM backbone key, used with --encoder.")]
 VlmOpt = Annotated[Optional[str], typer.Option("--vlm", help="End-to-end video VLM key.")]
 DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="float32, bfloat16 or float16 (default: by GPU).")]
-TokenOpt = Annotated[Optional[str], typer.Option("--token", help="Hugging Face token (default: HF_TOKEN, then the stored login).", show_default=False)]
+TokenOpt = Annotated[Optional[str], typer.Option("--token", help="Hugging Face token (default: HF_TOKEN, then the stored login, then the Colab secret).", show_default=False)]
 ProjectorOpt = Annotated[Optional[Path], typer.Option("--projector", help="Trained projector (.safetensors) for --encoder/--llm.")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", help="Use the local Hugging Face cache only.")]
