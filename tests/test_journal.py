@@ -144,3 +144,16 @@ def test_a_named_directory_without_videos_is_reported(tmp_path):
     said = []
     assert collect_videos([tmp_path / "empty", tmp_path / "looks.mp4"], warn=said.append) == []
     assert len(said) == 2 and all("no videos in it" in message for message in said)
+
+
+def test_a_full_disk_is_one_clear_error(tmp_path):
+    from vlmkit.errors import VlmkitError
+
+    journal = Journal.open(tmp_path / "out.jsonl")
+    journal.write(record("/v/a.mp4"))
+    journal._file.close()
+    journal._file = open("/dev/full", "w")  # every write fails with ENOSPC
+    with pytest.raises(VlmkitError, match="No space left on device") as info:
+        journal.write(record("/v/b.mp4"))
+    assert "rerun the same command" in info.value.hint
+    assert json.loads((tmp_path / "out.jsonl").read_text())["video"] == "/v/a.mp4"

@@ -93,18 +93,20 @@ def run_batch(backend: CaptionBackend, videos: list[str], prompt: str, sampling:
             return batch
 
         upcoming = preparer.submit(next_batch)
-        while (batch := upcoming.result()) is not None and not stop.is_set():
-            upcoming = preparer.submit(next_batch)  # decoded (and prepared) while this batch generates
-            if not overlap:
-                _prepare(backend, batch)
-            _generate(backend, batch, settings, summary)
-            for job in batch.jobs:
-                record = _finish(backend, job, prompt, settings, options)
-                summary.captioned += record.status == "ok"
-                summary.failed += record.status != "ok"
-                on_record(record)
-        upcoming.cancel()
-        preparer.submit(lambda: [future.cancel() for future in decoding]).result()  # drop decodes started ahead
+        try:
+            while not stop.is_set() and (batch := upcoming.result()) is not None:
+                upcoming = preparer.submit(next_batch)  # decoded (and prepared) while this batch generates
+                if not overlap:
+                    _prepare(backend, batch)
+                _generate(backend, batch, settings, summary)
+                for job in batch.jobs:
+                    record = _finish(backend, job, prompt, settings, options)
+                    summary.captioned += record.status == "ok"
+                    summary.failed += record.status != "ok"
+                    on_record(record)
+        finally:  # stopped, finished or failed: drop the work started ahead
+            upcoming.cancel()
+            preparer.submit(lambda: [future.cancel() for future in decoding])
     summary.interrupted = stop.is_set()
     summary.elapsed_seconds = time.perf_counter() - started
     return summary

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlmkit.errors import UsageError
+from vlmkit.errors import UsageError, VlmkitError
 
 CSV_FIELDS = ["video", "status", "caption", "error", "models", "timestamps", "prompt", "new_tokens",
               "elapsed_seconds", "notes", "segments", "summary"]
@@ -64,14 +64,22 @@ class Journal:
 
     def close(self) -> None:
         if self._file:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # the write that failed has already been reported
+                pass
             self._file = None
 
     def _write_line(self, line: str) -> None:
         assert self._file is not None
-        self._file.write(line)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.write(line)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:  # a full disk, a vanished network drive
+            raise VlmkitError(f"Writing {self.path} failed: {exc.strerror or exc}",
+                              "Every record before this one is on disk: free space, then rerun the same "
+                              "command to resume.") from None
 
     def _recover(self, retry_errors: bool) -> None:
         """Read what a previous run left; cut a partial last line; drop errors that will be retried.
