@@ -10,7 +10,6 @@ from rich.table import Table
 from vlmkit.cli.options import DtypeOpt, EncoderOpt, FramesOpt, JsonOpt, LlmOpt, MaxNewTokensOpt, VlmOpt
 from vlmkit.cli.render import gib, print_json, stdout, warn
 from vlmkit.cli.state import registry_from
-from vlmkit.planner import recommend as plan
 
 CANDIDATE_ROWS = 14
 
@@ -29,6 +28,8 @@ def recommend(
     as_json: JsonOpt = False,
 ) -> None:
     """Recommend an encoder + LLM (and an end-to-end VLM) that fit the GPU, with memory estimates."""
+
+    from vlmkit.planner import recommend as plan
 
     result = plan(registry=registry_from(ctx), gpu=gpu, vram_gb=vram, frames=frames, max_new_tokens=max_new_tokens,
                   encoder=encoder, llm=llm, vlm=vlm, dtype=dtype, device=device)
