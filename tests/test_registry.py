@@ -77,9 +77,22 @@ def test_dinov3_is_gated_and_qwen_is_not(registry):
     assert not any(m.gated for m in registry.llms.values())
 
 
-def test_shipped_copy_is_the_top_level_file():
-    packaged = default_registry_path()
-    assert packaged.read_text() == (ROOT / "models.toml").read_text()
+def test_the_wheel_ships_the_top_level_registry(tmp_path):
+    """Built as pip builds it: the installed package must carry models.toml, byte for byte."""
+    import subprocess
+    import sys
+    import zipfile
+
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = tmp_path.glob("vlmkit-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.read("vlmkit/models.toml") == (ROOT / "models.toml").read_bytes()
+
+
+def test_the_default_registry_is_found_from_a_checkout():
+    assert default_registry_path().read_text() == (ROOT / "models.toml").read_text()
 
 
 def test_unknown_key_suggests_close_ones(registry):
