@@ -115,3 +115,18 @@ def test_no_gpu_recommends_a_cpu_plan(registry, fake_gpu):
 def test_conflicting_options_are_usage_errors(registry, kwargs):
     with pytest.raises(UsageError):
         recommend(registry=registry, **kwargs)
+
+
+def test_mig_slices_are_planned_one_by_one_and_said_so(registry, monkeypatch):
+    from dataclasses import replace
+
+    from vlmkit.gpu import GpuProbe
+
+    slice_ = replace(H100, name="NVIDIA H100 80GB HBM3 MIG 3g.40gb", total_bytes=40 * 2**30,
+                     free_bytes=39 * 2**30, mig=True)
+    probe = GpuProbe(devices=(slice_,), driver="580", cuda_driver="13.0",
+                     notes=("GPU 0 is in MIG mode: each slice is listed with its own memory",))
+    monkeypatch.setattr("vlmkit.gpu.probe_gpus", lambda: probe)
+    result = recommend(registry=registry)
+    assert any("MIG mode" in w for w in result.warnings)
+    assert result.gpu.free_bytes == 39 * 2**30 and result.choice.estimate.total_bytes <= 39 * 2**30

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import vlmkit.gpu
 from vlmkit.errors import UsageError
-from vlmkit.gpu import GpuProbe
 from vlmkit.memory import DTYPE_BYTES, MemoryEstimate, estimate_composed, estimate_vlm
 from vlmkit.registry import LLM, VLM, Encoder, Registry, load_registry
 
@@ -55,7 +54,6 @@ class Recommendation:
     candidates: tuple[Candidate, ...]
     reason: str
     warnings: tuple[str, ...] = field(default=())
-    probe: GpuProbe | None = None
 
 
 def recommend(*, registry: Registry | None = None, gpu: str | None = None, vram_gb: float | None = None,
@@ -64,7 +62,7 @@ def recommend(*, registry: Registry | None = None, gpu: str | None = None, vram_
     """Plan for this machine's GPU (NVML), a named GPU, or a memory size."""
     registry = registry or load_registry()
     _check_options(gpu, vram_gb, frames, max_new_tokens, encoder, llm, vlm, dtype)
-    target, probe, warnings = _target(registry, gpu, vram_gb, device)
+    target, warnings = _target(registry, gpu, vram_gb, device)
     dtype, dtype_warning = _dtype(target, dtype)
     warnings += [dtype_warning] if dtype_warning else []
     plan = _Planner(registry, target, dtype, frames, max_new_tokens)
@@ -73,7 +71,7 @@ def recommend(*, registry: Registry | None = None, gpu: str | None = None, vram_
         given = plan.vlm(registry.vlm(vlm)) if vlm else plan.composed(registry.encoder(encoder), registry.llm(llm))
         reason = "the combination you asked for " + ("fits" if given.fits else "does not fit")
         return Recommendation(target, dtype, frames, max_new_tokens, given, given if vlm else None, (given,),
-                              reason + _why_not(given, target), tuple(warnings), probe)
+                              reason + _why_not(given, target), tuple(warnings))
 
     candidates = plan.all_candidates()
     composed = [c for c in candidates if not c.vlm]
@@ -97,7 +95,7 @@ def recommend(*, registry: Registry | None = None, gpu: str | None = None, vram_
         if choice is None:
             reason = f"nothing fits in {_gib(target.free_bytes)} at {frames} frames: try fewer --frames"
     return Recommendation(target, dtype, frames, max_new_tokens, choice, vlm_choice, tuple(candidates), reason,
-                          tuple(warnings), probe)
+                          tuple(warnings))
 
 
 class _Planner:
@@ -164,16 +162,16 @@ def _target(registry: Registry, gpu: str | None, vram_gb: float | None, device: 
     if gpu:
         spec = registry.gpu(gpu)
         free = spec.memory_bytes - DRIVER_RESERVED_BYTES
-        return GpuTarget(spec.name, spec.memory_bytes, free, spec.capability, spec.bf16, "--gpu"), None, []
+        return GpuTarget(spec.name, spec.memory_bytes, free, spec.capability, spec.bf16, "--gpu"), []
     if vram_gb is not None:
         total = int(vram_gb * 1e9)
         target = GpuTarget(f"{vram_gb:g} GB GPU", total, total - DRIVER_RESERVED_BYTES, None, True, "--vram")
-        return target, None, ["--vram assumes a GPU with native bfloat16; name the card with --gpu for fp16 cards"]
+        return target, ["--vram assumes a GPU with native bfloat16; name the card with --gpu for fp16 cards"]
     probe = vlmkit.gpu.probe_gpus()  # the seam tests replace
     if not probe.devices:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
         target = GpuTarget("CPU", ram, ram, None, False, "cpu")
-        return target, probe, [f"No GPU: {probe.reason}. Plan for a GPU with --gpu NAME or --vram GB."]
+        return target, [f"No GPU: {probe.reason}. Plan for a GPU with --gpu NAME or --vram GB."]
     if device >= len(probe.devices):
         raise UsageError(f"--device {device}: this machine has {len(probe.devices)} GPU(s)",
                          f"Use --device 0..{len(probe.devices) - 1}.")
@@ -182,7 +180,7 @@ def _target(registry: Registry, gpu: str | None, vram_gb: float | None, device: 
     target = GpuTarget(known or d.name, d.total_bytes, d.free_bytes, d.compute_capability, d.bf16, "nvml")
     warnings = [f"GPU {device} has {_gib(d.used_bytes)} in use already; planning with the {_gib(d.free_bytes)} free"] \
         if d.used_bytes > 2 * DRIVER_RESERVED_BYTES else []
-    return target, probe, warnings
+    return target, [*probe.notes, *warnings]  # e.g. MIG mode: each slice is planned on its own
 
 
 def _smallest_ungated(registry: Registry) -> tuple[Encoder, LLM] | None:

@@ -173,6 +173,9 @@ def _print_summary(result, output: Path | None, *, stopped: bool, failed_before:
     earlier = f" ({failed_before} of them failed earlier: --retry-errors retries them)" if failed_before else ""
     stderr.print(f"Captioned {result.captioned}, skipped {result.skipped}{earlier}, failed {result.failed} "
                  f"in {int(minutes)}m{seconds:04.1f}s ({result.videos_per_minute:.1f} videos/min)", highlight=False)
+    if result.retried_oom:
+        stderr.print(f"{result.retried_oom} video(s) ran out of GPU memory and were retried with half the frames "
+                     "(their records say so)", highlight=False)
     if stopped:
         command = shlex.join(["vlmkit", *sys.argv[1:]])
         hint = f"Resume with: {command}" if output else "Add --output FILE.jsonl to make runs resumable."

@@ -70,6 +70,8 @@ def _print(report) -> None:
                          f"compute capability {cc}, driver {gpus.driver}, CUDA {gpus.cuda_driver}", highlight=False)
     else:
         stdout.print(f"[bold]GPU[/bold]     none: {gpus.reason}", highlight=False)
+    for note in gpus.notes:
+        stdout.print(f"        {note}", highlight=False)
 
     shared = {m.detail for m in report.models}
     one_detail = len(report.models) > 1 and len(shared) == 1  # e.g. every model offline for the same reason
