@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -157,3 +158,31 @@ def test_a_full_disk_is_one_clear_error(tmp_path):
         journal.write(record("/v/b.mp4"))
     assert "rerun the same command" in info.value.hint
     assert json.loads((tmp_path / "out.jsonl").read_text())["video"] == "/v/a.mp4"
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_each_record_is_fsynced_after_it_is_written(tmp_path, monkeypatch, suffix):
+    """A flush only reaches the OS: without fsync a power cut loses records the user was told are safe.
+
+    A power cut cannot be simulated, so os.fsync is the seam: each call must be on the journal's own
+    file, after the line is in it (the file's size at the sync is the size with the record).
+    """
+    path = tmp_path / f"out{suffix}"
+    real_fsync = os.fsync
+    synced: list[tuple[int, int]] = []  # (inode, size of the file when it was synced)
+
+    def fsync(fd: int) -> None:
+        stat = os.fstat(fd)
+        synced.append((stat.st_ino, stat.st_size))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    journal = Journal.open(path)
+    header = [(path.stat().st_ino, path.stat().st_size)] if suffix == ".csv" else []
+    assert synced == header  # the CSV header is a line the file needs as much as any record
+    for i, status in enumerate(["ok", "error", "ok"]):
+        journal.write(record(f"/v/{i}.mp4", status))
+        # one sync per record, on this file, with the whole record already in it
+        assert len(synced) == len(header) + i + 1 and synced[-1] == (path.stat().st_ino, path.stat().st_size)
+        assert path.read_text().endswith("\n") and f"/v/{i}.mp4" in path.read_text().splitlines()[-1]
+    journal.close()

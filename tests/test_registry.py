@@ -129,6 +129,20 @@ vocab_size = 100
 max_context = 512
 """
 
+MINIMAL_ENCODER = """
+[encoders.tiny]
+repo = "a/e"
+family = "siglip"
+params = 10
+gated = false
+license = "apache-2.0"
+image_size = 32
+patch_size = 16
+hidden_size = 8
+layers = 2
+tokens_per_frame = 4
+"""
+
 
 @pytest.mark.parametrize("text, where, what", [
     ("[llms.x\nrepo = 1", "invalid TOML", "line"),
@@ -140,6 +154,10 @@ max_context = 512
     (MINIMAL_LLM + MINIMAL_LLM.replace("[llms.tiny]", "[vlms.tiny]"), "[vlms.tiny]", "missing field"),
     (MINIMAL_LLM + MINIMAL_LLM.replace("[llms.tiny]", "[llms.other]").replace('license = "apache-2.0"',
      'license = "x"\naliases = ["TINY"]'), "[llms.other]", "name 'TINY' is already used by [llms.tiny]"),
+    # one key in two tables: `--encoder tiny` and `--llm tiny` would name different models
+    (MINIMAL_ENCODER + MINIMAL_LLM, "[llms.tiny]", "name 'tiny' is already used by [encoders.tiny]"),
+    (MINIMAL_ENCODER.replace("[encoders.tiny]", "[encoders.Tiny]") + MINIMAL_LLM, "[llms.tiny]",
+     "name 'tiny' is already used by [encoders.Tiny]"),
     (MINIMAL_LLM + '[[tiers]]\ngpu = "T4"\nencoder = "e"\nllm = "tiny"\n', "[[tiers]] #1", "unknown key 'T4'"),
     (MINIMAL_LLM.replace("[llms.tiny]", "[llms.qwen3-0.6b]"), "[llms.qwen3-0]", "must be quoted"),
 ])
