@@ -1,0 +1,163 @@
+"""Every caption belongs to its own video, whatever the batching: the guard for all batching work.
+
+Each test video is a solid colour of its own, with its own size and frame count; a backend that
+says what it was shown (colour, frames, size) is run through the real batch pipeline (real
+decoding, real batching, real records), and each record's caption must describe its own video.
+The videos are in an order that sorting or grouping by frame count, size or name would change.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from videos import make_not_video, make_video
+from vlmkit.backends.base import CaptionBackend, Generated, GenerationSettings, Prepared
+from vlmkit.batch import BatchOptions, run_batch
+from vlmkit.captioning import SamplingOptions
+
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
+           "magenta": (255, 0, 255), "cyan": (0, 255, 255), "white": (255, 255, 255), "black": (0, 0, 0)}
+FRAMES = 4  # asked for; a clip with fewer frames gives the frames it has
+# (file name, colour, frames sampled, (width, height)): a clip of 2 or 3 frames at 10 fps gives all it has,
+# one of 1 s gives FRAMES. Neither names, frame counts nor
+# sizes are sorted, so any reordering of a batch moves some video away from its own position
+CLIPS = [("m.mp4", "red", 4, (64, 48)), ("c.mp4", "green", 2, (32, 32)), ("x.mp4", "blue", 3, (48, 32)),
+         ("a.mp4", "yellow", 4, (32, 32)), ("q.mp4", "magenta", 2, (64, 48)), ("broken.mp4", None, 0, None),
+         ("e.mp4", "cyan", 3, (32, 32)), ("b.mp4", "white", 4, (48, 32)), ("k.mp4", "black", 2, (48, 32))]
+
+
+def colour_name(frames: np.ndarray) -> str:
+    """The palette colour nearest to the frames' mean colour: what a decoded solid clip shows."""
+    mean = frames.reshape(-1, 3).mean(axis=0)
+    return min(COLOURS, key=lambda name: np.abs(mean - COLOURS[name]).sum())
+
+
+def description(colour: str, frames: int, width: int, height: int) -> str:
+    return f"{colour} video, {frames} frames of {width}x{height}"
+
+
+class DescribingBackend(CaptionBackend):
+    """A test double at the backend seam: its caption says what it was shown, read from the pixels."""
+
+    keys = {"vlm": "describing-double"}
+    device = "cpu"
+    default_frames = FRAMES
+
+    def prepare(self, videos, prompt: str) -> Prepared:  # what a processor does: look at the pixels
+        seen = [description(colour_name(v.frames), len(v.frames), v.frames.shape[2], v.frames.shape[1])
+                for v in videos]
+        return Prepared(videos, prompt, seen)
+
+    def run(self, prepared: Prepared, settings: GenerationSettings) -> list[Generated]:
+        return [Generated(text, len(text.split())) for text in prepared.inputs]
+
+    def generate_text(self, prompts: list[str], settings: GenerationSettings) -> list[Generated]:
+        return [Generated("summary", 1) for _ in prompts]
+
+    def parameter_count(self) -> int:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("identity")
+    paths = []
+    for name, colour, count, size in CLIPS:
+        if colour is None:
+            paths.append(make_not_video(root / name))
+        else:
+            seconds = count / 10 if count < FRAMES else 1.0
+            paths.append(make_video(root / name, color=COLOURS[colour], seconds=seconds, fps=10, size=size))
+    return paths
+
+
+def expected(path: Path) -> str | None:
+    _, colour, count, size = next(c for c in CLIPS if c[0] == path.name)
+    return None if colour is None else description(colour, count, *size)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_every_caption_names_its_own_video(clips, batch_size, overlap):
+    records = []
+    summary = run_batch(DescribingBackend(), [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+                        GenerationSettings(max_new_tokens=8),
+                        BatchOptions(batch_size=batch_size, workers=2, overlap_prepare=overlap),
+                        on_record=records.append, stop=threading.Event())
+    assert sorted(Path(r.video).name for r in records) == sorted(p.name for p in clips)  # each video once
+    for record in records:
+        want = expected(Path(record.video))
+        if want is None:
+            assert record.status == "error" and record.caption is None
+        else:
+            assert (record.status, record.caption) == ("ok", want), record.video
+            assert len(record.timestamps) == int(want.split(", ")[1].split()[0])
+    assert (summary.captioned, summary.failed) == (len(clips) - 1, 1)
+
+
+# --- the same guard through a real end-to-end model ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llava(zoo_registry):
+    """The tiny LLaVA-NeXT-Video, whose generate also writes what each batch row's pixels show.
+
+    The real model generates; then each row's new tokens are replaced by the colour and frame count
+    read from that row's own `pixel_values_videos`, so an output row that is put back next to
+    another video's input is seen.
+    """
+    import torch
+
+    from vlmkit import load
+    from vlmkit.registry import load_registry
+
+    backend = load(vlm="tiny-llava-next-video", registry=load_registry(zoo_registry)).backend
+    tokenizer, processor = backend.processor.tokenizer, backend.processor.video_processor
+    mean = torch.tensor(processor.image_mean).view(3, 1, 1)
+    std = torch.tensor(processor.image_std).view(3, 1, 1)
+    real_generate = backend.model.generate
+
+    def generate(**inputs):
+        output = real_generate(**inputs)
+        start = inputs["input_ids"].shape[1]
+        rows = []
+        for pixels in inputs["pixel_values_videos"].float():  # [T, 3, S, S], normalised
+            rgb = ((pixels * std + mean) * 255).mean(dim=(0, 2, 3)).numpy()  # the row's mean colour
+            rows.append(tokenizer(f"{colour_name(rgb)} {len(pixels)}", add_special_tokens=False).input_ids)
+        width = max(len(r) for r in rows)
+        new = torch.tensor([r + [tokenizer.eos_token_id] * (width - len(r)) for r in rows])
+        return torch.cat([output[:, :start], new.to(output.device)], dim=1)
+
+    backend.model.generate = generate
+    return backend
+
+
+def test_end_to_end_results_come_back_in_input_order(llava, clips):
+    """LLaVA's processor stacks videos of one frame count only: the groups must be put back in input order."""
+    from vlmkit.frames import sample_frames
+
+    videos = [sample_frames(p, num_frames=FRAMES) for p in clips if expected(p)]
+    counts = [len(v.frames) for v in videos]
+    assert counts != sorted(counts) and len(set(counts)) == 3  # groups of 4, 2 and 3 frames, interleaved
+    results = llava.generate(videos, "Describe.", GenerationSettings(max_new_tokens=2))
+    assert [r.text for r in results] == [f"{colour_name(v.frames)} {len(v.frames)}" for v in videos]
+    assert [r.text.split()[0] for r in results] == [c[1] for c in CLIPS if c[1]]  # what the files hold
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_end_to_end_captions_name_their_own_videos(llava, clips, batch_size):
+    records = []
+    run_batch(llava, [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+              GenerationSettings(max_new_tokens=2), BatchOptions(batch_size=batch_size), on_record=records.append)
+    assert sorted(Path(r.video).name for r in records) == sorted(p.name for p in clips)
+    for record in records:
+        want = expected(Path(record.video))
+        if want is None:
+            assert record.status == "error"
+        else:
+            colour, frames = want.split()[0], want.split(", ")[1].split()[0]
+            assert record.caption == f"{colour} {frames}", record.video
