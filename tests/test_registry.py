@@ -77,6 +77,7 @@ def test_dinov3_is_gated_and_qwen_is_not(registry):
     assert not any(m.gated for m in registry.llms.values())
 
 
+@pytest.mark.timeout(900)  # pip builds the wheel in a fresh environment
 def test_the_wheel_ships_the_top_level_registry(tmp_path):
     """Built as pip builds it: the installed package must carry models.toml, byte for byte."""
     import subprocess
