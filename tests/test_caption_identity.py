@@ -161,3 +161,40 @@ def test_end_to_end_captions_name_their_own_videos(llava, clips, batch_size):
         else:
             colour, frames = want.split()[0], want.split(", ")[1].split()[0]
             assert record.caption == f"{colour} {frames}", record.video
+
+
+class FailingBackend(DescribingBackend):
+    """Runs out of memory on any batch holding the red clip at more than 2 frames; fails outright on cyan."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def run(self, prepared: Prepared, settings: GenerationSettings) -> list[Generated]:
+        import torch
+
+        self.calls.append(prepared.inputs)
+        if any(seen.startswith("red") and not seen.startswith("red video, 2 ") for seen in prepared.inputs):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (test double)")
+        if any(seen.startswith("cyan") for seen in prepared.inputs):
+            raise ValueError("the model cannot read this one\nsecond line")
+        return super().run(prepared, settings)
+
+
+def test_a_batch_that_fails_is_retried_video_by_video(clips):
+    """Out of memory: each video alone, then the one that still fails with half its frames; captions stay put."""
+    backend = FailingBackend()
+    records = []
+    summary = run_batch(backend, [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+                        GenerationSettings(max_new_tokens=8), BatchOptions(batch_size=5), on_record=records.append)
+    by_name = {Path(r.video).name: r for r in records}
+    assert [Path(r.video).name for r in records] == [p.name for p in clips]  # input order
+    red, cyan = by_name["m.mp4"], by_name["e.mp4"]
+    assert (red.status, red.caption) == ("ok", description("red", 2, 64, 48)) and len(red.timestamps) == 2
+    assert red.notes == ["CUDA out of memory with 4 frames; retried with 2"]
+    assert cyan.status == "error"
+    assert cyan.error == "the model failed on this video: ValueError: the model cannot read this one"
+    for name, record in by_name.items():
+        if record not in (red, cyan):
+            assert record.caption == expected(Path(name)) and not record.notes, name
+    assert (summary.captioned, summary.failed, summary.retried_oom) == (len(clips) - 2, 2, 1)
+    assert [description("red", 4, 64, 48)] in backend.calls and [description("red", 2, 64, 48)] in backend.calls
