@@ -11,6 +11,7 @@ with the test and mutation extras installed (`pip install -e '.[test,mutation]'`
     nice -n 15 python benchmarks/mutation.py                 # every group
     nice -n 15 python benchmarks/mutation.py journal memory  # some groups
     python benchmarks/mutation.py --report                   # the score of what has run so far
+    nice -n 15 python benchmarks/mutation.py --survivors     # only last time's survivors, after adding tests
 
 Results are kept in mutants/ between runs: a rerun tests only the mutants that changed.
 """
@@ -130,6 +131,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("groups", nargs="*", help=f"any of {', '.join(GROUPS)} (default: all)")
     parser.add_argument("--report", action="store_true", help="only print the score of what has run")
+    parser.add_argument("--survivors", action="store_true",
+                        help="test again only the mutants that survived last time (after adding tests)")
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
     args = parser.parse_args()
     groups = args.groups or list(GROUPS)
@@ -137,11 +140,16 @@ def main() -> int:
         parser.error(f"unknown group(s) {', '.join(sorted(unknown))}; choose from {', '.join(GROUPS)}")
     if not args.report:
         for group in groups:
+            names = GROUPS[group][1]
+            if args.survivors:
+                names = [n for n, status in statuses(group).items() if status not in DETECTED | NOT_RUN]
+                if not names:
+                    continue
             print(f"== {group}", flush=True)
             work = project(group)
-            if mutmut(work, "run", "--max-children", str(args.max_children), *GROUPS[group][1]).returncode:
+            if mutmut(work, "run", "--max-children", str(args.max_children), *names).returncode:
                 # mutmut 3.8's first run in a fresh project stops after collecting its stats (forkserver)
-                mutmut(work, "run", "--max-children", str(args.max_children), *GROUPS[group][1])
+                mutmut(work, "run", "--max-children", str(args.max_children), *names)
     return report(groups)
 
 
