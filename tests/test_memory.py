@@ -17,10 +17,10 @@ def registry():
 
 
 def estimates(registry, on_gpu: bool):
+    where = {} if on_gpu else {"on_gpu": False}  # a GPU is the default
     composed = estimate_composed(registry.encoder("siglip-base"), registry.llm("qwen3-4b"), frames=8,
-                                 max_new_tokens=128, dtype="bfloat16", on_gpu=on_gpu)
-    vlm = estimate_vlm(registry.vlm("llava-next-video-7b"), frames=8, max_new_tokens=128, dtype="bfloat16",
-                       on_gpu=on_gpu)
+                                 max_new_tokens=128, dtype="bfloat16", **where)
+    vlm = estimate_vlm(registry.vlm("llava-next-video-7b"), frames=8, max_new_tokens=128, dtype="bfloat16", **where)
     return composed, vlm
 
 
@@ -54,7 +54,8 @@ def test_each_term_is_worked_out_by_hand_when_the_llm_prefill_dominates(registry
     est = estimate_composed(registry.encoder("dinov3-vitl16"), registry.llm("qwen3-8b"), frames=8,
                             max_new_tokens=128, dtype="bfloat16")
     context = 64 + 8 * 196 + 128  # prompt + 196 patch tokens per frame + new tokens
-    assert est.context_tokens == context == 1760 and est.max_context == 40960 and est.dtype == "bfloat16"
+    assert est.context_tokens == context == 1760 and est.max_context == 40960
+    assert (est.dtype, est.frames) == ("bfloat16", 8)
     assert est.breakdown["kv_cache"] == 2 * 36 * 8 * 128 * 2 * context  # K and V x layers x kv heads x head dim
     # one ViT layer over every frame: (196 patches + CLS + 4 registers) x (2 x MLP 4096 + 4 x 1024); float32 pixels
     vision = 8 * 201 * (2 * 4096 + 4 * 1024) * 2 + 8 * 3 * 224 * 224 * 4
@@ -86,7 +87,8 @@ def test_an_end_to_end_vlm_is_worked_out_by_hand(registry):
     """llava-next-video-7b: CLIP ViT-L/14 at 336 px (576 patches + CLS), Vicuna-7B, 144 tokens per frame."""
     est = estimate_vlm(registry.vlm("llava-next-video-7b"), frames=8, max_new_tokens=128, dtype="bfloat16")
     context = 64 + 8 * 144 + 128
-    assert est.context_tokens == context and est.max_context == 4096 and est.frames == 8
+    assert est.context_tokens == context and est.max_context == 4096
+    assert (est.dtype, est.frames) == ("bfloat16", 8)
     assert est.breakdown["weights"] == 7_063_427_072 * 2
     assert est.breakdown["kv_cache"] == 2 * 32 * 32 * 128 * 2 * context
     vision = 8 * 577 * (2 * 4096 + 4 * 1024) * 2 + 8 * 3 * 336 * 336 * 4
@@ -98,3 +100,20 @@ def test_the_context_limit_is_inclusive(registry):
     vlm = registry.vlm("llava-next-video-7b")  # 4096 tokens: 64 + 27 x 144 + 144 fills it exactly
     assert estimate_vlm(vlm, frames=27, max_new_tokens=144, dtype="bfloat16").within_context
     assert not estimate_vlm(vlm, frames=27, max_new_tokens=145, dtype="bfloat16").within_context
+
+
+def test_an_end_to_end_vlm_whose_vision_tower_dominates(registry):
+    """qwen3-vl-2b: a 768 px tower (48 x 48 patches + 1) before a 2B LLM that gets 256 tokens per frame."""
+    est = estimate_vlm(registry.vlm("qwen3-vl-2b"), frames=8, max_new_tokens=128, dtype="bfloat16")
+    vision = 8 * (48 * 48 + 1) * (2 * 4096 + 4 * 1024) * 2 + 8 * 3 * 768 * 768 * 4
+    prefill = (64 + 8 * 256) * (3 * 6144 + 4 * 2048 + 4 * 16 * 128) * 2 + 151936 * 4
+    assert vision > prefill and est.breakdown["activations"] == round(vision * 1.2)
+
+
+def test_an_encoder_without_an_mlp_width_counts_four_times_its_width(registry):
+    from dataclasses import replace
+
+    encoder = replace(registry.encoder("dinov3-vit7b16"), intermediate_size=None)  # hidden 4096
+    est = estimate_composed(encoder, registry.llm("qwen3-0.6b"), frames=8, max_new_tokens=128, dtype="float32")
+    vision = 8 * 201 * (2 * 4 * 4096 + 4 * 4096) * 4 + 8 * 3 * 224 * 224 * 4
+    assert est.breakdown["activations"] == round(vision * 1.2)
