@@ -198,3 +198,32 @@ def test_a_batch_that_fails_is_retried_video_by_video(clips):
             assert record.caption == expected(Path(name)) and not record.notes, name
     assert (summary.captioned, summary.failed, summary.retried_oom) == (len(clips) - 2, 2, 1)
     assert [description("red", 4, 64, 48)] in backend.calls and [description("red", 2, 64, 48)] in backend.calls
+
+
+class ThreadNoting(DescribingBackend):
+    def __init__(self, device: str) -> None:
+        self.device, self.prepared_on, self.sizes = device, set(), []
+
+    def prepare(self, videos, prompt: str) -> Prepared:
+        self.prepared_on.add(threading.current_thread().name)
+        self.sizes.append(len(videos))
+        return super().prepare(videos, prompt)
+
+
+@pytest.mark.parametrize("device, overlap, worker", [
+    ("cpu", None, False),  # on a CPU the processors and the model share the cores: one after the other
+    ("cuda:0", None, True),  # on a GPU the processors run while the model generates
+    ("cpu", True, True), ("cuda:0", False, False),
+])
+def test_where_the_processors_run_and_how_many_videos_each_batch_holds(clips, device, overlap, worker):
+    backend = ThreadNoting(device)
+    records = []
+    summary = run_batch(backend, [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+                        GenerationSettings(), BatchOptions(batch_size=2, overlap_prepare=overlap),
+                        on_record=records.append, skipped=3)
+    caller = threading.current_thread().name
+    assert (caller not in backend.prepared_on) if worker else backend.prepared_on == {caller}
+    assert max(backend.sizes) == 2 and sum(backend.sizes) == len(clips) - 1  # each good video prepared once
+    assert all(r.caption == expected(Path(r.video)) for r in records if r.status == "ok")
+    assert (summary.skipped, summary.captioned, summary.interrupted) == (3, len(clips) - 1, False)
+    assert run_batch(backend, [], "Describe.", SamplingOptions(), GenerationSettings()).skipped == 0
