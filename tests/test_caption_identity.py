@@ -218,7 +218,8 @@ class ThreadNoting(DescribingBackend):
 def test_where_the_processors_run_and_how_many_videos_each_batch_holds(clips, device, overlap, worker):
     backend = ThreadNoting(device)
     records = []
-    summary = run_batch(backend, [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+    # no frame count given: the backend's default (FRAMES)
+    summary = run_batch(backend, [str(p) for p in clips], "Describe.", SamplingOptions(),
                         GenerationSettings(), BatchOptions(batch_size=2, overlap_prepare=overlap),
                         on_record=records.append, skipped=3)
     caller = threading.current_thread().name
@@ -227,3 +228,28 @@ def test_where_the_processors_run_and_how_many_videos_each_batch_holds(clips, de
     assert all(r.caption == expected(Path(r.video)) for r in records if r.status == "ok")
     assert (summary.skipped, summary.captioned, summary.interrupted) == (3, len(clips) - 1, False)
     assert run_batch(backend, [], "Describe.", SamplingOptions(), GenerationSettings()).skipped == 0
+
+
+class TimeNoting(DescribingBackend):
+    """Says which stretch of the video it was shown, from the frames' timestamps."""
+
+    def prepare(self, videos, prompt: str) -> Prepared:
+        return Prepared(videos, prompt, [f"{colour_name(v.frames)} {v.timestamps[0]:.2f}-{v.timestamps[-1]:.2f}"
+                                         for v in videos])
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_each_segment_caption_belongs_to_its_own_window(clips, batch_size):
+    """Dense captioning: 0.4 s windows over 1 s clips; each window's caption saw frames from that window only."""
+    long_clips = [p for p in clips if expected(p) and f", {FRAMES} frames" in expected(p)]
+    records = []
+    run_batch(TimeNoting(), [str(p) for p in long_clips], "Describe.", SamplingOptions(num_frames=2),
+              GenerationSettings(), BatchOptions(batch_size=batch_size, segments=0.4), on_record=records.append)
+    assert [Path(r.video).name for r in records] == [p.name for p in long_clips]
+    for record in records:
+        colour = expected(Path(record.video)).split()[0]
+        assert [(s["start"], s["end"]) for s in record.segments] == [(0.0, 0.4), (0.4, 0.8), (0.8, 1.0)]
+        for segment in record.segments:
+            name, span = segment["caption"].split()
+            first, last = map(float, span.split("-"))
+            assert name == colour and segment["start"] <= first <= last <= segment["end"], segment
