@@ -207,3 +207,48 @@ GPU = '\n[gpus.X]\nmemory_mib = 1000\ncompute_capability = "8.0"\nbf16 = true\n'
 def test_gpu_tables_and_empty_registries_are_checked(tmp_path, text, what):
     with pytest.raises(RegistryError, match=what.replace("[", r"\[").replace("]", r"\]")):
         load_registry(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize("line, what", [
+    ("layers = -1", "field 'layers' must be a non-negative integer, got -1"),
+    ("layers = true", "field 'layers' must be a non-negative integer, got True"),  # a bool is not a number
+    ('layers = 2\naliases = ["ok", 3]', "field 'aliases' must be a list of strings"),
+    ('layers = 2\nrevision = 5', "field 'revision' must be a string, got 5"),
+])
+def test_field_types_are_checked(tmp_path, line, what):
+    with pytest.raises(RegistryError) as info:
+        load_registry(_write(tmp_path, MINIMAL_LLM.replace("layers = 2", line)))
+    assert what in info.value.message and "[llms.tiny]" in info.value.message
+    assert info.value.hint == f"Fix `{what.split(chr(39))[1]}` in [llms.tiny]."
+
+
+def test_values_read_back_as_written(tmp_path):
+    text = MINIMAL_LLM.replace("layers = 2", 'layers = 0\naliases = ["T", "t2"]\nrevision = "abc"')
+    entry = load_registry(_write(tmp_path, text)).llm("t2")
+    assert (entry.key, entry.layers, entry.aliases, entry.revision, entry.gated) == ("tiny", 0, ("T", "t2"), "abc",
+                                                                                       False)
+    assert (entry.kind, entry.safetensors, entry.active_params, entry.is_local) == ("llm", True, None, False)
+
+
+def test_home_relative_repo_and_registry_lookups(tmp_path, monkeypatch, registry):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "m").mkdir()
+    entry = load_registry(_write(tmp_path, MINIMAL_LLM.replace('repo = "a/b"', 'repo = "~/m"'))).llm("tiny")
+    assert entry.repo == str(tmp_path / "m") and entry.is_local
+    assert registry.gpu("rtx 4090").name == "RTX-4090" and registry.gpu("A100-80GB").memory_bytes == 81920 * 2**20
+    assert registry.tier("L4").vlm == "llava-next-video-7b" and registry.tier("nope") is None
+    assert registry.model("QWEN/qwen3-8B").key == "qwen3-8b"  # a repo id, any case
+    with pytest.raises(UnknownModelError) as info:
+        registry.gpu("V100")
+    assert "Known GPUs: T4" in info.value.hint and "--vram" in info.value.hint
+
+
+@pytest.mark.parametrize("text, what", [
+    ("[models.x]\nrepo = 1\n", "unknown top-level table(s) ['models']"),
+    ('tiers = 3\n' + MINIMAL_LLM, "'tiers' must be an array of tables"),
+    (MINIMAL_LLM.replace("[llms.tiny]", "[llms]\ntiny = 3\n[llms.x]"), "[llms.tiny] must be a table, got int"),
+])
+def test_tables_of_the_wrong_shape(tmp_path, text, what):
+    with pytest.raises(RegistryError) as info:
+        load_registry(_write(tmp_path, text))
+    assert what in info.value.message
