@@ -53,10 +53,11 @@ class DescribingBackend(CaptionBackend):
         return Prepared(videos, prompt, seen)
 
     def run(self, prepared: Prepared, settings: GenerationSettings) -> list[Generated]:
-        return [Generated(text, len(text.split())) for text in prepared.inputs]
+        return [Generated(text, settings.max_new_tokens) for text in prepared.inputs]  # as if it wrote them all
 
     def generate_text(self, prompts: list[str], settings: GenerationSettings) -> list[Generated]:
-        return [Generated("summary", 1) for _ in prompts]
+        return [Generated(f"summary of {prompt.count(' s] ')} segments", settings.max_new_tokens)
+                for prompt in prompts]
 
     def parameter_count(self) -> int:
         return 0
@@ -96,7 +97,9 @@ def test_every_caption_names_its_own_video(clips, batch_size, overlap):
         else:
             assert (record.status, record.caption) == ("ok", want), record.video
             assert len(record.timestamps) == int(want.split(", ")[1].split()[0])
-    assert (summary.captioned, summary.failed) == (len(clips) - 1, 1)
+            assert (record.new_tokens, record.prompt, record.models) == (8, "Describe.", DescribingBackend.keys)
+    assert (summary.captioned, summary.failed, summary.interrupted) == (len(clips) - 1, 1, False)
+    assert 0 < summary.elapsed_seconds < 120 and summary.videos_per_minute > 0
 
 
 # --- the same guard through a real end-to-end model ---------------------------------------------
@@ -202,10 +205,11 @@ def test_a_batch_that_fails_is_retried_video_by_video(clips):
 
 class ThreadNoting(DescribingBackend):
     def __init__(self, device: str) -> None:
-        self.device, self.prepared_on, self.sizes = device, set(), []
+        self.device, self.prepared_on, self.sizes, self.prompts = device, set(), [], set()
 
     def prepare(self, videos, prompt: str) -> Prepared:
         self.prepared_on.add(threading.current_thread().name)
+        self.prompts.add(prompt)
         self.sizes.append(len(videos))
         return super().prepare(videos, prompt)
 
@@ -225,6 +229,7 @@ def test_where_the_processors_run_and_how_many_videos_each_batch_holds(clips, de
     caller = threading.current_thread().name
     assert (caller not in backend.prepared_on) if worker else backend.prepared_on == {caller}
     assert max(backend.sizes) == 2 and sum(backend.sizes) == len(clips) - 1  # each good video prepared once
+    assert backend.prompts == {"Describe."}
     assert all(r.caption == expected(Path(r.video)) for r in records if r.status == "ok")
     assert (summary.skipped, summary.captioned, summary.interrupted) == (3, len(clips) - 1, False)
     assert run_batch(backend, [], "Describe.", SamplingOptions(), GenerationSettings()).skipped == 0
@@ -244,12 +249,28 @@ def test_each_segment_caption_belongs_to_its_own_window(clips, batch_size):
     long_clips = [p for p in clips if expected(p) and f", {FRAMES} frames" in expected(p)]
     records = []
     run_batch(TimeNoting(), [str(p) for p in long_clips], "Describe.", SamplingOptions(num_frames=2),
-              GenerationSettings(), BatchOptions(batch_size=batch_size, segments=0.4), on_record=records.append)
+              GenerationSettings(max_new_tokens=5), BatchOptions(batch_size=batch_size, segments=0.4, summary=True),
+              on_record=records.append)
     assert [Path(r.video).name for r in records] == [p.name for p in long_clips]
     for record in records:
+        assert record.summary == record.caption == "summary of 3 segments" and record.new_tokens == 4 * 5
         colour = expected(Path(record.video)).split()[0]
         assert [(s["start"], s["end"]) for s in record.segments] == [(0.0, 0.4), (0.4, 0.8), (0.8, 1.0)]
         for segment in record.segments:
             name, span = segment["caption"].split()
             first, last = map(float, span.split("-"))
             assert name == colour and segment["start"] <= first <= last <= segment["end"], segment
+
+
+def test_a_stop_ends_the_run_between_batches(clips):
+    stop = threading.Event()
+    records = []
+
+    def on_record(record) -> None:
+        records.append(record)
+        stop.set()  # as Ctrl-C does
+
+    summary = run_batch(DescribingBackend(), [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+                        GenerationSettings(), BatchOptions(batch_size=2), on_record=on_record, stop=stop)
+    assert summary.interrupted and len(records) == 2 == summary.captioned  # the batch in flight, then no more
+    assert all(r.caption == expected(Path(r.video)) for r in records)
