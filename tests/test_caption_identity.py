@@ -274,3 +274,18 @@ def test_a_stop_ends_the_run_between_batches(clips):
                         GenerationSettings(), BatchOptions(batch_size=2), on_record=on_record, stop=stop)
     assert summary.interrupted and len(records) == 2 == summary.captioned  # the batch in flight, then no more
     assert all(r.caption == expected(Path(r.video)) for r in records)
+
+
+def test_a_clip_too_long_for_the_context_is_an_error_and_the_others_keep_their_captions(clips):
+    backend = DescribingBackend()
+    backend.tokens_per_frame, backend.max_context = 100, 64 + 3 * 100 + 8  # 3 frames and 8 new tokens fit, 4 do not
+    records = []
+    run_batch(backend, [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+              GenerationSettings(max_new_tokens=8), BatchOptions(batch_size=5), on_record=records.append)
+    for record in records:
+        want = expected(Path(record.video))
+        if want and f", {FRAMES} frames" in want:
+            assert record.status == "error" and "4 frames x 100 tokens" in record.error, record.video
+        elif want:
+            assert record.caption == want, record.video
+    assert sum(r.status == "ok" for r in records) == 5
