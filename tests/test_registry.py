@@ -252,3 +252,67 @@ def test_tables_of_the_wrong_shape(tmp_path, text, what):
     with pytest.raises(RegistryError) as info:
         load_registry(_write(tmp_path, text))
     assert what in info.value.message
+
+
+@pytest.mark.parametrize("kind, name, message, close", [
+    ("llm", "qwen3-8", "Unknown llm 'qwen3-8'", "qwen3-8b, qwen3-4b, qwen3-32b"),  # LLMs only
+    (None, "qwen3-8", "Unknown model 'qwen3-8'", "qwen3-8b, qwen3-4b, qwen3-vl-8b"),  # any kind
+    ("encoder", "dinov3-vitl1", "Unknown encoder 'dinov3-vitl1'", "dinov3-vitl16, dinov3-vits16, dinov3-vitb16"),
+    ("vlm", "qwen3-vl", "Unknown vlm 'qwen3-vl'", "qwen3-vl-8b, qwen3-vl-4b, qwen3-vl-2b"),
+])
+def test_an_unknown_name_suggests_three_of_its_kind(registry, kind, name, message, close):
+    lookup = getattr(registry, kind) if kind else registry.model
+    with pytest.raises(UnknownModelError) as info:
+        lookup(name)
+    assert info.value.message == message
+    assert info.value.hint == f"Did you mean {close}? See `vlmkit models` for the keys this registry knows."
+
+
+def test_each_lookup_keeps_to_its_kind(registry, tmp_path):
+    for lookup, other in [(registry.llm, "llava-next-video-7b"), (registry.vlm, "qwen3-8b"),
+                          (registry.encoder, "qwen3-8b")]:
+        with pytest.raises(UnknownModelError, match="it is a"):
+            lookup(other)
+    assert registry.vlm("llava-next-video-7b").kind == "vlm" and registry.encoder("siglip-base").kind == "encoder"
+    with pytest.raises(UnknownModelError) as info:
+        registry.llm("zzzz-nothing-like-it")
+    assert info.value.hint == "See `vlmkit models` for the keys this registry knows."
+    with pytest.raises(UnknownModelError) as info:
+        load_registry(_write(tmp_path, MINIMAL_LLM)).gpu("T4")
+    assert info.value.hint == "This registry lists no GPUs: plan for any card with --vram GB."
+
+
+@pytest.mark.parametrize("field, hint", [("layerz", "Did you mean 'layers'?"), ("colour", "Remove it.")])
+def test_an_unknown_field_is_named_with_a_fix(tmp_path, field, hint):
+    with pytest.raises(RegistryError) as info:
+        load_registry(_write(tmp_path, MINIMAL_LLM.replace("layers = 2", f"layers = 2\n{field} = 1")))
+    assert info.value.message.endswith(f"[llms.tiny]: unknown field '{field}'") and info.value.hint == hint
+
+
+TIER = '[[tiers]]\ngpu = "X"\nencoder = "e"\nllm = "tiny"\n'
+ENCODER_E = MINIMAL_ENCODER.replace("[encoders.tiny]", "[encoders.e]")
+
+
+@pytest.mark.parametrize("tier, what", [
+    (TIER.replace('gpu = "X"', 'gpu = "Y"'), "field 'gpu' names unknown key 'Y'"),
+    (TIER.replace('encoder = "e"', 'encoder = "f"'), "field 'encoder' names unknown key 'f'"),
+    (TIER.replace('llm = "tiny"', 'llm = "big"'), "field 'llm' names unknown key 'big'"),
+    (TIER + 'vlm = "v"\n', "field 'vlm' names unknown key 'v'"),
+])
+def test_a_tier_names_only_known_keys(tmp_path, tier, what):
+    with pytest.raises(RegistryError) as info:
+        load_registry(_write(tmp_path, ENCODER_E + MINIMAL_LLM + GPU + tier))
+    gpu = tier.split('"')[1]
+    assert info.value.message == f"{tmp_path / 'models.toml'}: [[tiers]] #1 (gpu = \"{gpu}\"): {what}"
+
+
+def test_a_tier_without_a_vlm_and_a_one_mib_gpu_are_valid(tmp_path):
+    registry = load_registry(_write(tmp_path, ENCODER_E + MINIMAL_LLM + GPU.replace("1000", "1") + TIER))
+    assert registry.tier("X").vlm is None and registry.gpu("X").memory_bytes == 2**20
+
+
+def test_gpu_errors_name_the_file(tmp_path):
+    path = _write(tmp_path, MINIMAL_LLM + GPU.replace("1000", "0"))
+    with pytest.raises(RegistryError) as info:
+        load_registry(path)
+    assert info.value.message == f"{path}: [gpus.X]: field 'memory_mib' must be positive"
