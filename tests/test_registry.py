@@ -316,3 +316,20 @@ def test_gpu_errors_name_the_file(tmp_path):
     with pytest.raises(RegistryError) as info:
         load_registry(path)
     assert info.value.message == f"{path}: [gpus.X]: field 'memory_mib' must be positive"
+
+
+@pytest.mark.parametrize("text, message, hint", [
+    ("tiers = [1]\n" + MINIMAL_LLM, "[[tiers]] #1 must be a table, got int",
+     "Write it as a [section] with key = value lines (tier)."),
+    ("gpus = 3\n" + MINIMAL_LLM, "[gpus] must be a table, got int",
+     "Write it as a [section] with key = value lines (gpus)."),
+    ("gpus = {X = 3}\n" + MINIMAL_LLM, "[gpus.X] must be a table, got int",
+     "Write it as a [section] with key = value lines (X)."),
+    (MINIMAL_LLM + GPU + '[[tiers]]\ngpu = "X"\nencoder = "e"\nllm = "tiny"\n[[tiers]]\ngpu = 1\n',
+     "[[tiers]] #2: field 'gpu' must be a string, got 1", "Fix `gpu` in [[tiers]] #2."),
+])
+def test_gpu_and_tier_tables_are_located_exactly(tmp_path, text, message, hint):
+    path = _write(tmp_path, text)
+    with pytest.raises(RegistryError) as info:
+        load_registry(path)
+    assert (info.value.message, info.value.hint) == (f"{path}: {message}", hint)
