@@ -272,3 +272,11 @@ def test_a_new_journal_in_a_new_directory_tracks_what_it_wrote(tmp_path):
     assert (journal.done, journal.failed) == ({"/v/a.mp4"}, {"/v/b.mp4"})  # without reopening
     journal.close()
     assert [json.loads(line)["video"] for line in path.read_text().splitlines()] == ["/v/a.mp4", "/v/b.mp4"]
+
+
+def test_jsonl_keeps_text_readable(tmp_path):
+    path = tmp_path / "out.jsonl"
+    journal = Journal.open(path)
+    journal.write(record("/v/été.mp4", caption="Un café"))
+    journal.close()
+    assert '"caption": "Un café"' in path.read_text(encoding="utf-8")  # not \u00e9
