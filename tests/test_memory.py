@@ -117,3 +117,12 @@ def test_an_encoder_without_an_mlp_width_counts_four_times_its_width(registry):
     est = estimate_composed(encoder, registry.llm("qwen3-0.6b"), frames=8, max_new_tokens=128, dtype="float32")
     vision = 8 * 201 * (2 * 4 * 4096 + 4 * 4096) * 4 + 8 * 3 * 224 * 224 * 4
     assert est.breakdown["activations"] == round(vision * 1.2)
+
+
+def test_a_vision_tower_counts_whole_patches_only(registry):
+    from dataclasses import replace
+
+    vlm = replace(registry.vlm("qwen3-vl-2b"), vision_image_size=760)  # 47.5 patches a side: 47 whole ones
+    est = estimate_vlm(vlm, frames=8, max_new_tokens=128, dtype="bfloat16")
+    vision = 8 * (47 * 47 + 1) * (2 * 4096 + 4 * 1024) * 2 + 8 * 3 * 760 * 760 * 4
+    assert est.breakdown["activations"] == round(vision * 1.2)
