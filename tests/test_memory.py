@@ -126,3 +126,10 @@ def test_a_vision_tower_counts_whole_patches_only(registry):
     est = estimate_vlm(vlm, frames=8, max_new_tokens=128, dtype="bfloat16")
     vision = 8 * (47 * 47 + 1) * (2 * 4096 + 4 * 1024) * 2 + 8 * 3 * 760 * 760 * 4
     assert est.breakdown["activations"] == round(vision * 1.2)
+
+
+def test_the_kv_cache_grows_with_the_batch(registry):
+    from vlmkit.memory import kv_cache_bytes
+
+    llm = registry.llm("qwen3-8b")
+    assert kv_cache_bytes(llm, 100, 2, batch=4) == 4 * kv_cache_bytes(llm, 100, 2) == 4 * 100 * 144 * 1024
