@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import tomllib
@@ -55,8 +56,11 @@ GROUPS = {
               ["vlmkit.batch.x_run_batch__mutmut_*", "vlmkit.batch.x__batch__mutmut_*",
                "vlmkit.batch.x__prepare__mutmut_*", "vlmkit.batch.x__next_jobs__mutmut_*",
                "vlmkit.batch.x__generate__mutmut_*", "vlmkit.batch.x__generate_or_split__mutmut_*"],
-              ["tests/test_caption_identity.py::test_every_caption_names_its_own_video",
-               "tests/test_caption_identity.py::test_a_batch_that_fails_is_retried_video_by_video"]),
+              [f"tests/test_caption_identity.py::test_{name}" for name in (
+                  "every_caption_names_its_own_video", "a_batch_that_fails_is_retried_video_by_video",
+                  "where_the_processors_run_and_how_many_videos_each_batch_holds",
+                  "each_segment_caption_belongs_to_its_own_window", "a_stop_ends_the_run_between_batches",
+                  "a_clip_too_long_for_the_context_is_an_error_and_the_others_keep_their_captions")]),
     "end_to_end": ("src/vlmkit/backends/end_to_end.py",
                    ["vlmkit.backends.end_to_end.xǁEndToEndBackendǁprepare__mutmut_*",
                     "vlmkit.backends.end_to_end.xǁEndToEndBackendǁrun__mutmut_*"],
@@ -120,17 +124,19 @@ def recheck(group: str) -> None:
     shutil.copytree(ROOT / "tests", work / "mutants" / "tests", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__"))  # today's tests
     checked = json.loads((work / "recheck.json").read_text()) if (work / "recheck.json").exists() else {}
-    for name, status in statuses(group).items():
-        if status in DETECTED | NOT_RUN:
-            continue
+    def run(name: str) -> int:
         env = os.environ | {"MUTANT_UNDER_TEST": name, "PYTHONPATH": str(work / "mutants" / "src"),
                             "VLMKIT_ZOO_CACHE": os.environ.get("VLMKIT_ZOO_CACHE", str(ROOT / ".zoo-cache"))}
-        run = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-k",
-                              "not wheel_ships", *GROUPS[group][2]], cwd=work / "mutants", env=env,
-                             capture_output=True, text=True, check=False)
-        checked[name] = "killed" if run.returncode == 1 else status
-        print(f"{name}: {checked[name]}", flush=True)
-        (work / "recheck.json").write_text(json.dumps(checked, indent=1))
+        return subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-k",
+                               "not wheel_ships", *GROUPS[group][2]], cwd=work / "mutants", env=env,
+                              capture_output=True, text=True, check=False).returncode
+
+    survivors = {name: status for name, status in statuses(group).items() if status not in DETECTED | NOT_RUN}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for (name, status), code in zip(survivors.items(), pool.map(run, survivors)):
+            checked[name] = "killed" if code == 1 else status
+            print(f"{name}: {checked[name]}", flush=True)
+            (work / "recheck.json").write_text(json.dumps(checked, indent=1))
 
 
 def report(groups: list[str]) -> int:
