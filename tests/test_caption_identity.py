@@ -176,7 +176,7 @@ class FailingBackend(DescribingBackend):
         import torch
 
         self.calls.append(prepared.inputs)
-        if any(seen.startswith("red") and not seen.startswith("red video, 2 ") for seen in prepared.inputs):
+        if any(seen.startswith(("red", "blue")) and ", 2 frames" not in seen for seen in prepared.inputs):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (test double)")
         if any(seen.startswith("cyan") for seen in prepared.inputs):
             raise ValueError("the model cannot read this one\nsecond line")
@@ -191,15 +191,17 @@ def test_a_batch_that_fails_is_retried_video_by_video(clips):
                         GenerationSettings(max_new_tokens=8), BatchOptions(batch_size=5), on_record=records.append)
     by_name = {Path(r.video).name: r for r in records}
     assert [Path(r.video).name for r in records] == [p.name for p in clips]  # input order
-    red, cyan = by_name["m.mp4"], by_name["e.mp4"]
+    red, blue, cyan = by_name["m.mp4"], by_name["x.mp4"], by_name["e.mp4"]
     assert (red.status, red.caption) == ("ok", description("red", 2, 64, 48)) and len(red.timestamps) == 2
     assert red.notes == ["CUDA out of memory with 4 frames; retried with 2"]
+    assert (blue.caption, len(blue.timestamps)) == (description("blue", 2, 48, 32), 2)  # frames 0 and 2 of 3
+    assert blue.notes == ["CUDA out of memory with 3 frames; retried with 2"]
     assert cyan.status == "error"
     assert cyan.error == "the model failed on this video: ValueError: the model cannot read this one"
     for name, record in by_name.items():
-        if record not in (red, cyan):
+        if record not in (red, blue, cyan):
             assert record.caption == expected(Path(name)) and not record.notes, name
-    assert (summary.captioned, summary.failed, summary.retried_oom) == (len(clips) - 2, 2, 1)
+    assert (summary.captioned, summary.failed, summary.retried_oom) == (len(clips) - 2, 2, 2)
     assert [description("red", 4, 64, 48)] in backend.calls and [description("red", 2, 64, 48)] in backend.calls
 
 
