@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from vlmkit.backends.sequence import IGNORE_INDEX, answer_ids, embed_rows, expand_placeholder, prompt_ids
+from vlmkit.backends.sequence import (
+    IGNORE_INDEX,
+    VISUAL_PLACEHOLDER,
+    answer_ids,
+    embed_rows,
+    expand_placeholder,
+    prompt_ids,
+)
 from vlmkit.training.data import Sample, Skipped
 from vlmkit.training.distributed import Distributed
 from vlmkit.training.features import FeatureSource, SampleError
@@ -73,6 +80,25 @@ class LoopState:
     last_val_loss: float | None = None
 
 
+def training_inputs(llm, tokenizer, prompt: list[int], visual: list[torch.Tensor],
+                    answers: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded embeddings [B, L, H], mask [B, L] and labels [B, L] for (visual tokens, answer) pairs.
+
+    The prompt part of each row is exactly what `caption` builds (`ComposedBackend._splice`): the same
+    token ids from `sequence.prompt_ids`, the same splice in `sequence.embed_rows`.
+    """
+    placeholder_id = tokenizer.convert_tokens_to_ids(VISUAL_PLACEHOLDER)
+    rows, labels = [], []
+    for v, answer in zip(visual, answers):
+        expanded = expand_placeholder(prompt, placeholder_id, len(v))
+        rows.append(expanded + answer)
+        labels.append([IGNORE_INDEX] * len(expanded) + answer)
+    embeds, mask = embed_rows(llm, rows, visual, placeholder_id, tokenizer.pad_token_id, padding_side="right")
+    width = embeds.shape[1]
+    target = torch.tensor([row + [IGNORE_INDEX] * (width - len(row)) for row in labels], device=embeds.device)
+    return embeds, mask, target
+
+
 class Trainer:
     def __init__(self, *, llm, tokenizer, encoder, projector: torch.nn.Module, features: FeatureSource,
                  train: list[Sample], val: list[Sample], options: TrainOptions, plan: BatchPlan,
@@ -83,7 +109,6 @@ class Trainer:
         self.train_samples, self.val_samples, self.options, self.plan = train, val, options, plan
         self.dist, self.folder, self.dtype, self.device, self.keys = dist, folder, dtype, device, keys
         self.on_step, self.stop = on_step, stop or threading.Event()
-        self.placeholder_id = tokenizer.convert_tokens_to_ids("<|video_pad|>")
         self.prompt = prompt_ids(tokenizer, options.prompt)
         self.answers: dict[str, list[int]] = {}
         self.optimizer = torch.optim.AdamW(self.params, lr=options.lr, weight_decay=options.weight_decay)
@@ -181,21 +206,13 @@ class Trainer:
         flat = [f.flatten(0, 1) for _, f in batch]  # [T*N, D] each
         projected = self.projector(torch.cat(flat).to(self.device))  # one forward for DDP: [sum T*N, H]
         visual = list(projected.split([len(f) for f in flat]))
-        rows, labels = [], []
-        for (sample, _), v in zip(batch, visual):
-            answer = self._answer(sample)
-            prompt = expand_placeholder(self.prompt, self.placeholder_id, len(v))
-            rows.append(prompt + answer)
-            labels.append([IGNORE_INDEX] * len(prompt) + answer)
-        self._sequence_tokens += sum(map(len, rows))
         with self._autocast():
-            embeds, mask = embed_rows(self.llm, rows, visual, self.placeholder_id, self.tokenizer.pad_token_id,
-                                      padding_side="right")
-            width = embeds.shape[1]
-            target = torch.tensor([row + [IGNORE_INDEX] * (width - len(row)) for row in labels], device=embeds.device)
+            embeds, mask, target = training_inputs(self.llm, self.tokenizer, self.prompt, visual,
+                                                   [self._answer(s) for s, _ in batch])
+            self._sequence_tokens += int(mask.sum())
             hidden = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, use_cache=False)[0]
             wanted = target[:, 1:] != IGNORE_INDEX  # position t predicts token t + 1
-            logits = self.llm.get_output_embeddings()(hidden[:, :-1][wanted])
+            logits = self.llm.get_output_embeddings()(hidden[:, :-1][wanted])  # caption positions only
         return torch.nn.functional.cross_entropy(logits.float(), target[:, 1:][wanted], reduction="sum")
 
     def _autocast(self):

@@ -124,6 +124,8 @@ def _run(options, registry, encoder_entry, llm_entry, folder, resuming, dataset,
         options.pool, options.frames, encoder_entry.revision, llm_entry.revision)
     if resuming:
         trainer.resume()
+    elif dist.rank == 0:
+        folder.keep_metrics_until(0)  # a run killed before its first save starts again from nothing
     started_at = trainer.state.step
     began = time.perf_counter()
     try:
