@@ -58,8 +58,8 @@ def test_training_sequence_equals_the_caption_sequence_up_to_the_caption(zoo_reg
     assert labels[0, :n].eq(-100).all() and labels[0, n:].tolist() == answer
     # the caption tokens continue the prompt as the chat template writes the finished assistant turn
     finished = tokenizer.apply_chat_template(
-        [{"role": "user", "content": f"{VISUAL_PLACEHOLDER}\n{PROMPT}"}, {"role": "assistant", "content": "A red video."}],
-        tokenize=False, enable_thinking=False)
+        [{"role": "user", "content": f"{VISUAL_PLACEHOLDER}\n{PROMPT}"},
+         {"role": "assistant", "content": "A red video."}], tokenize=False, enable_thinking=False)
     ids = tokenizer(finished, add_special_tokens=False).input_ids
     assert prompt_ids(tokenizer, PROMPT) + answer == ids[:-1]  # all but the template's closing newline
 
