@@ -270,12 +270,17 @@ def test_the_python_api_with_output_resumes_like_the_cli(qwen3_vl, batch_dir, tm
                   sampling=SamplingOptions(num_frames=2), settings=GenerationSettings(max_new_tokens=4))
     assert (summary.captioned, summary.failed, summary.skipped, summary.failed_before) == (0, 0, 3, 1)
     assert len(records(out)) == 3
+    videos.append(batch_dir / "clip03.mp4")  # one more: only it is captioned
+    summary = run(videos, qwen3_vl, output=out, sampling=SamplingOptions(num_frames=2),
+                  settings=GenerationSettings(max_new_tokens=4))
+    assert (summary.captioned, summary.failed, summary.skipped, summary.failed_before) == (1, 0, 3, 1)
+    assert records(out)[-1]["video"] == str(videos[-1]) and len(records(out)) == 4
 
     retried = caption(videos, model=qwen3_vl, frames=2, max_new_tokens=4, output=out, retry_errors=True)
     assert [(Path(r.video).name, r.status) for r in retried] == [("bad_corrupt.mp4", "error")]
     assert sorted(r["video"] for r in records(out)) == sorted(str(v) for v in videos)  # retried, not duplicated
 
     with pytest.raises(UsageError, match="prompt"):  # another prompt: refused before any model loads
-        run(videos + [batch_dir / "clip03.mp4"], lambda: pytest.fail("loaded"), output=out, prompt="Count the cats.",
+        run(videos + [batch_dir / "clip04.mp4"], lambda: pytest.fail("loaded"), output=out, prompt="Count the cats.",
             models=qwen3_vl.backend.keys)
-    assert len(records(out)) == 3
+    assert len(records(out)) == 4
