@@ -16,23 +16,30 @@ def touch(path):
     return path
 
 
-def test_vlmkit_caption_records_skip_errors_and_split_segments(tmp_path):
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_vlmkit_caption_records_skip_errors_and_split_segments(tmp_path, suffix):
+    from vlmkit.journal import Journal
+    from vlmkit.records import CaptionRecord
+
     touch(tmp_path / "a.mp4"), touch(tmp_path / "b.mp4"), touch(tmp_path / "c.mp4")
-    records = [
-        {"video": str(tmp_path / "a.mp4"), "caption": "A red car.", "models": {"vlm": "x"}, "status": "ok"},
-        {"video": str(tmp_path / "b.mp4"), "caption": None, "models": {"vlm": "x"}, "status": "error",
-         "error": "cannot decode"},
-        {"video": str(tmp_path / "c.mp4"), "caption": "whole", "models": {"vlm": "x"}, "status": "ok",
-         "segments": [{"start": 0.0, "end": 10.0, "caption": "A dog."}, {"start": 10.0, "end": 20.0,
-                                                                         "caption": "A cat."}]},
-    ]
-    manifest = tmp_path / "teacher.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
+    manifest = tmp_path / f"teacher{suffix}"
+    journal = Journal.open(manifest)  # as `vlmkit caption -o teacher.jsonl|.csv` writes them
+    for record in [
+        CaptionRecord(video=str(tmp_path / "a.mp4"), caption="A red car.", models={"vlm": "x"}, prompt="p"),
+        CaptionRecord(video=str(tmp_path / "b.mp4"), status="error", error="cannot decode", models={"vlm": "x"},
+                      prompt="p"),
+        CaptionRecord(video=str(tmp_path / "c.mp4"), caption="whole", models={"vlm": "x"}, prompt="p",
+                      segments=[{"start": 0.0, "end": 10.0, "caption": "A dog."},
+                                {"start": 10.0, "end": 20.0, "caption": "A cat."}]),
+    ]:
+        journal.write(record)
+    journal.close()
     data = read_datasets([str(manifest)])
     assert [(s.path, s.caption, s.start, s.end) for s in data.samples] == [
         (str(tmp_path / "a.mp4"), "A red car.", None, None),
         (str(tmp_path / "c.mp4"), "A dog.", 0.0, 10.0), (str(tmp_path / "c.mp4"), "A cat.", 10.0, 20.0)]
-    assert [s.reason for s in data.skipped] == ["caption record with status error"]
+    assert [(s.where, s.reason) for s in data.skipped] == [
+        (f"{manifest}:{3 if suffix == '.csv' else 2}: {tmp_path / 'b.mp4'}", "caption record with status error")]
 
 
 def test_csv_and_jsonl_tables_resolve_paths_next_to_the_manifest(tmp_path):

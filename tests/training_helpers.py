@@ -35,15 +35,14 @@ def colour_images(folder: Path, size=(40, 30)) -> dict[str, Path]:
 
 def write_caption_records(path: Path, clips: dict[str, Path]) -> Path:
     """A teacher file exactly as `vlmkit caption -o FILE.jsonl` writes one (through its journal)."""
-    from vlmkit.captioning import CaptionRecord
-    from vlmkit.cli.render import to_jsonable
     from vlmkit.journal import Journal
+    from vlmkit.records import CaptionRecord
 
     journal = Journal.open(path)
     for word, clip in clips.items():
-        journal.write(to_jsonable(CaptionRecord(
+        journal.write(CaptionRecord(
             video=os.path.abspath(clip), caption=f"A {word} video.", models={"vlm": "tiny-qwen3-vl"},
-            timestamps=[0.25, 0.75], prompt=PROMPT, new_tokens=5, elapsed_seconds=0.1)))
+            timestamps=[0.25, 0.75], prompt=PROMPT, new_tokens=5, elapsed_seconds=0.1))
     journal.close()
     return path
 

@@ -1,7 +1,8 @@
 """Training samples from the manifests people already have: one (video or image, caption) pair each.
 
 Three formats, told apart by their content:
-- vlmkit's own caption records (`vlmkit caption -o teacher.jsonl|.csv`): error records are skipped,
+- vlmkit's own caption records (`vlmkit caption -o teacher.jsonl|.csv`, read with `records.CaptionRecord`):
+  error records are skipped,
   dense-caption records give one sample per segment window;
 - JSONL or CSV of `{"video" | "image": path, "caption": text}` (CSV may say `path,text`, as Open-Sora's),
   paths relative to the manifest's folder;
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlmkit.errors import UsageError
+from vlmkit.records import COLUMNS, REQUIRED_KEYS, CaptionRecord
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 
@@ -94,8 +96,16 @@ def _rows(path: Path):
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--data {path}: cannot read it ({exc})", "Pass a UTF-8 JSONL, CSV or JSON file.") from None
     if path.suffix.lower() == ".csv":
-        for number, row in enumerate(csv.DictReader(text.splitlines()), start=2):
-            yield f"{path}:{number}", row
+        lines = list(csv.reader(text.splitlines()))
+        header = lines[0] if lines else []
+        for number, cells in enumerate(lines[1:], start=2):
+            if header == COLUMNS:  # vlmkit's own CSV journal: cells hold JSON where records say so
+                try:
+                    yield f"{path}:{number}", CaptionRecord.from_row(cells).to_dict()
+                except ValueError as exc:
+                    yield f"{path}:{number}", Skipped(f"{path}:{number}", f"not a caption record ({exc})")
+            else:
+                yield f"{path}:{number}", dict(zip(header, cells))
         return
     if path.suffix.lower() == ".json" or text.lstrip().startswith("["):
         try:
@@ -126,14 +136,19 @@ def _samples(row: dict, base: Path, image_folder: Path | None):
         name = row.get("image") or row.get("video")
         yield _sample(name, caption, kind, image_folder or base)
         return
-    if row.get("status") not in (None, "", "ok"):  # a vlmkit record of a video that failed
-        yield Skipped("", f"caption record with status {row.get('status')}")
-        return
+    segments = None
+    if REQUIRED_KEYS <= row.keys():  # a record `vlmkit caption -o` wrote
+        try:
+            record = CaptionRecord.from_dict(row)
+        except (TypeError, ValueError) as exc:
+            yield Skipped("", f"not a caption record ({exc})")
+            return
+        if not record.ok:
+            yield Skipped(record.video, f"caption record with status {record.status.value}")
+            return
+        segments = record.segments
     name = row.get("video") or row.get("image") or row.get("path")
     kind = "image" if row.get("image") or Path(str(name or "")).suffix.lower() in IMAGE_SUFFIXES else "video"
-    segments = row.get("segments")
-    if isinstance(segments, str) and segments.strip():  # vlmkit's CSV journal holds them as JSON text
-        segments = json.loads(segments)
     if segments:  # dense captions: one sample per window
         for segment in segments:
             yield _sample(name, segment.get("caption"), kind, base, segment.get("start"), segment.get("end"))
