@@ -102,13 +102,14 @@ def training_inputs(llm, tokenizer, prompt: list[int], visual: list[torch.Tensor
 class Trainer:
     def __init__(self, *, llm, tokenizer, encoder, projector: torch.nn.Module, features: FeatureSource,
                  train: list[Sample], val: list[Sample], options: TrainOptions, plan: BatchPlan,
-                 dist: Distributed, folder: RunFolder, dtype: torch.dtype, device: str, keys: dict,
+                 dist: Distributed, folder: RunFolder, dtype: torch.dtype, device: str, keys: dict, info,
                  on_step: Callable[[dict], None] = lambda m: None, stop: threading.Event | None = None) -> None:
         self.llm, self.tokenizer, self.encoder, self.features = llm, tokenizer, encoder, features
         self.projector = projector  # float32, possibly wrapped in DistributedDataParallel
         self.train_samples, self.val_samples, self.options, self.plan = train, val, options, plan
         self.dist, self.folder, self.dtype, self.device, self.keys = dist, folder, dtype, device, keys
         self.on_step, self.stop = on_step, stop or threading.Event()
+        self.projector_info = info  # the ProjectorInfo written into projector.safetensors' metadata
         self.prompt = prompt_ids(tokenizer, options.prompt)
         self.answers: dict[str, list[int]] = {}
         self.optimizer = torch.optim.AdamW(self.params, lr=options.lr, weight_decay=options.weight_decay)
@@ -301,8 +302,6 @@ class Trainer:
         from vlmkit.projector import save_projector
 
         replace_atomic(self.folder.projector, lambda path: save_projector(self.module, self.projector_info, path))
-
-    projector_info = None  # set by the caller: the ProjectorInfo written into the file's metadata
 
     def resume(self) -> None:
         state = torch.load(self.folder.state, map_location="cpu", weights_only=False)

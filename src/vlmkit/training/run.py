@@ -114,14 +114,14 @@ def _run(options, registry, encoder_entry, llm_entry, folder, resuming, dataset,
             raise UsageError("No training sample could be decoded", "See the files named above; are they videos?")
         plan = BatchPlan.make(options, len(train_samples), dist.world)
 
+    info = ProjectorInfo(encoder_entry.key, llm_entry.key, encoder.feature_dim, llm.config.hidden_size,
+                         options.feature_layer, options.pool, options.frames, encoder_entry.revision,
+                         llm_entry.revision)
     trainer = Trainer(llm=llm, tokenizer=tokenizer, encoder=encoder,
                       projector=distributed.wrap(projector, dist, device), features=features,
                       train=train_samples, val=val_samples, options=options, plan=plan, dist=dist,
-                      folder=folder, dtype=dtype, device=device, keys=backend.keys,
+                      folder=folder, dtype=dtype, device=device, keys=backend.keys, info=info,
                       on_step=lambda metrics: on_progress("step", metrics), stop=stop)
-    trainer.projector_info = ProjectorInfo(
-        encoder_entry.key, llm_entry.key, encoder.feature_dim, llm.config.hidden_size, options.feature_layer,
-        options.pool, options.frames, encoder_entry.revision, llm_entry.revision)
     if resuming:
         trainer.resume()
     elif dist.rank == 0:
