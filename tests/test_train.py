@@ -198,3 +198,27 @@ def test_resume_after_kills_and_ctrl_c_equals_an_uninterrupted_run_bit_for_bit(z
     assert killed.keys() == whole.keys() and all(torch.equal(killed[k], whole[k]) for k in whole)
     assert [m["loss"] for m in metrics(run)] == [m["loss"] for m in metrics(reference)]
     assert [m["step"] for m in metrics(run)] == list(range(1, 17))
+
+
+def test_validation_loss_and_sample_captions_beside_their_references(zoo_registry, tmp_path, one_thread):
+    colours = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "white": (255, 255, 255),
+               "black": (0, 0, 0), "grey": (128, 128, 128)}
+    rows = []
+    for word, rgb in colours.items():
+        make_video(tmp_path / f"{word}.mp4", color=rgb, seconds=1, size=(48, 32))
+        rows.append(json.dumps({"video": f"{word}.mp4", "caption": f"A {word} video."}))
+    (tmp_path / "data.jsonl").write_text("\n".join(rows) + "\n")
+    summary = train(**TINY, data=str(tmp_path / "data.jsonl"), output=str(tmp_path / "run"),
+                    registry=load_registry(zoo_registry), frames=2, pool=2, val_fraction=0.5, max_steps=3,
+                    eval_every=2, sample_count=2, batch_size=2)
+    assert summary.val_samples >= 1 and summary.train_samples >= 1
+    assert summary.train_samples + summary.val_samples == 6 and summary.val_loss is not None
+    logged = metrics(tmp_path / "run")
+    assert [("val_loss" in m) for m in logged] == [False, True, True]  # every 2 steps and at the end
+    written = sorted(p.name for p in (tmp_path / "run" / "samples").iterdir())
+    assert written == ["step-2.jsonl", "step-3.jsonl"]
+    lines = [json.loads(line) for line in (tmp_path / "run" / "samples" / "step-3.jsonl").read_text().splitlines()]
+    assert len(lines) == min(2, summary.val_samples)
+    assert all(line["reference"].startswith("A ") and isinstance(line["caption"], str) for line in lines)
+    report = (tmp_path / "run" / "report.txt").read_text()
+    assert f"validation loss  {summary.val_loss:.4f}" in report and "caption with     vlmkit caption" in report

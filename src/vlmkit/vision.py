@@ -21,13 +21,16 @@ __all__ = ["VisionEncoder", "pool_patches", "pooled_tokens", "FAMILIES"]
 class _Family:
     model_class: str  # a transformers class name
     prefix_tokens: str  # how many leading non-patch tokens to drop: "0", "1", or "registers"
+    # The hidden state a projector is trained on by default: the penultimate layer, as LLaVA and
+    # Prismatic use; a ConvNeXt's stages differ in width and shape, so its last output.
+    train_feature_layer: int = -2
 
 
 FAMILIES = {
     "siglip": _Family("SiglipVisionModel", "0"),
     "clip": _Family("CLIPVisionModel", "1"),
     "dinov3-vit": _Family("DINOv3ViTModel", "registers"),  # CLS + register tokens
-    "dinov3-convnext": _Family("DINOv3ConvNextModel", "1"),  # the pooled token in front
+    "dinov3-convnext": _Family("DINOv3ConvNextModel", "1", train_feature_layer=-1),  # the pooled token in front
 }
 
 

@@ -32,7 +32,7 @@ def train(
     prompt: Annotated[str, typer.Option("--prompt", help="The prompt captions answer (use the same with caption).")] = DEFAULT_PROMPT,
     frames: Annotated[int, typer.Option("--frames", min=1, help="Frames per video.")] = 8,
     pool: Annotated[int, typer.Option("--pool", min=1, help="P x P average pooling of each frame's patch grid.")] = 1,
-    feature_layer: Annotated[int, typer.Option("--feature-layer", help="Encoder hidden state to use (-2: penultimate).")] = -2,
+    feature_layer: Annotated[Optional[int], typer.Option("--feature-layer", help="Encoder hidden state to train on (default: the penultimate, -2; a ConvNeXt's last, -1).")] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the data.")] = 1,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Stop after this many optimizer steps (overrides --epochs).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples per forward pass, per process.")] = 8,

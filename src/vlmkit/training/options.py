@@ -24,7 +24,7 @@ class TrainOptions:
     prompt: str = DEFAULT_PROMPT
     frames: int = 8
     pool: int = 1
-    feature_layer: int = -2  # the penultimate layer, as LLaVA and Prismatic use
+    feature_layer: int | None = None  # None: the family's (the penultimate layer, as LLaVA and Prismatic use)
     epochs: int = 1
     max_steps: int | None = None  # overrides epochs
     batch_size: int = 8

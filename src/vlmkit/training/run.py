@@ -96,7 +96,12 @@ def _run(options, registry, encoder_entry, llm_entry, folder, resuming, dataset,
                  offline=options.offline, smoke_test=False)
     backend = model.backend
     encoder, llm, tokenizer = backend.encoder, backend.llm, backend.tokenizer
-    encoder.feature_layer, encoder.pool = options.feature_layer, options.pool
+    from vlmkit.vision import FAMILIES
+
+    feature_layer = options.feature_layer
+    if feature_layer is None:
+        feature_layer = FAMILIES[encoder_entry.family].train_feature_layer
+    encoder.feature_layer, encoder.pool = feature_layer, options.pool
     llm.requires_grad_(False)
     encoder.model.requires_grad_(False)
     if device.startswith("cuda"):  # recompute each layer in backward instead of keeping its activations
@@ -105,7 +110,7 @@ def _run(options, registry, encoder_entry, llm_entry, folder, resuming, dataset,
     torch.manual_seed(options.seed)
     projector = Projector(encoder.feature_dim, llm.config.hidden_size).to(device)  # float32 weights
     identity = {"encoder": encoder_entry.key, "revision": encoder_entry.revision,
-                "feature_layer": options.feature_layer, "pool": options.pool}
+                "feature_layer": feature_layer, "pool": options.pool}
     features = FeatureSource(encoder, frames=options.frames, identity=identity, cache_dir=options.cache_dir)
     skipped = list(dataset.skipped)
     if options.cache_dir:
@@ -115,7 +120,7 @@ def _run(options, registry, encoder_entry, llm_entry, folder, resuming, dataset,
         plan = BatchPlan.make(options, len(train_samples), dist.world)
 
     info = ProjectorInfo(encoder_entry.key, llm_entry.key, encoder.feature_dim, llm.config.hidden_size,
-                         options.feature_layer, options.pool, options.frames, encoder_entry.revision,
+                         feature_layer, options.pool, options.frames, encoder_entry.revision,
                          llm_entry.revision)
     trainer = Trainer(llm=llm, tokenizer=tokenizer, encoder=encoder,
                       projector=distributed.wrap(projector, dist, device), features=features,
