@@ -222,3 +222,31 @@ def test_validation_loss_and_sample_captions_beside_their_references(zoo_registr
     assert all(line["reference"].startswith("A ") and isinstance(line["caption"], str) for line in lines)
     report = (tmp_path / "run" / "report.txt").read_text()
     assert f"validation loss  {summary.val_loss:.4f}" in report and "caption with     vlmkit caption" in report
+
+
+def test_loss_is_normalised_over_the_whole_accumulated_batch(zoo_registry, tmp_path, one_thread):
+    """Two micro-batches of one sample train what one batch of two trains, with captions of unequal length."""
+    clips = colour_clips(tmp_path / "clips")
+    rows = [{"video": str(clips["red"]), "caption": "A red video."},
+            {"video": str(clips["blue"]), "caption": "The blue sky is above the green trees in the video."}]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = dict(**TINY, data=str(tmp_path / "data.jsonl"), registry=load_registry(zoo_registry), frames=2, pool=2,
+                  max_steps=3, lr=0.01, val_fraction=0, cache_dir=str(tmp_path / "cache"))
+    whole = train(output=str(tmp_path / "whole"), batch_size=2, grad_accum=1, **common)
+    accumulated = train(output=str(tmp_path / "accumulated"), batch_size=1, grad_accum=2, **common)
+    assert whole.global_batch == accumulated.global_batch == 2
+    a, b = projector_tensors(tmp_path / "whole" / "projector.safetensors"), projector_tensors(
+        tmp_path / "accumulated" / "projector.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a)
+
+
+def test_caption_loads_a_projector_with_the_pooling_frames_and_layer_it_was_trained_with(zoo_registry, tmp_path):
+    from vlmkit.projector import ProjectorInfo, save_projector
+
+    path = save_projector(Projector(32, 64), ProjectorInfo("tiny-siglip", "tiny-qwen3", 32, 64, feature_layer=-2,
+                                                           pool=2, frames=3), tmp_path / "p.safetensors")
+    backend = load(**TINY, projector=path, registry=load_registry(zoo_registry), smoke_test=False).backend
+    assert (backend.encoder.pool, backend.encoder.feature_layer, backend.default_frames) == (2, -2, 3)
+    assert backend.tokens_per_frame == 4  # 4 x 4 patches pooled 2 x 2
+    clip = make_video(tmp_path / "red.mp4", color=(255, 0, 0), seconds=1, size=(48, 32))
+    assert backend.encoder(sample_frames(clip, num_frames=3).frames).shape == (3, 4, 32)
