@@ -148,7 +148,7 @@ def _run(options, registry, encoder_entry, llm_entry, folder, resuming, dataset,
         cache_hits=features.counts.cache_hits, skipped=skipped + state.skipped,
         caption_command=caption_command(encoder_entry.key, llm_entry.key, str(folder.projector),
                                         None if options.prompt == TrainOptions.prompt else options.prompt))
-    if dist.rank == 0:
+    if dist.rank == 0 and (summary.steps > started_at or not folder.report.is_file()):  # a finished run's stays
         write_atomic(folder.report, render_report(summary, options, state.elapsed))
     return summary
 
