@@ -100,13 +100,15 @@ class _Progress:
 
     def __init__(self, quiet: bool) -> None:
         self.quiet, self.bar, self.task, self.last_line, self.kind = quiet, None, None, 0.0, None
+        self.started: float | None = None
+        self.first = 0
 
     def __call__(self, kind: str, info: dict) -> None:
         if self.quiet:
             return
         if kind != self.kind:
             self.close()
-            self.kind = kind
+            self.kind, self.started = kind, None
             if stderr.is_terminal:
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -123,10 +125,14 @@ class _Progress:
             self.bar.update(self.task, completed=done, status=status)
             return
         now = time.perf_counter()
+        if self.started is None:
+            self.started, self.first = now, done - 1
         if now - self.last_line >= PLAIN_EVERY_SECONDS or done == total or "val_loss" in info:
             self.last_line = now
             what = "features" if kind == "cache" else "steps"
-            stderr.print(f"{done}/{total} {what}, {status}", highlight=False)
+            rate = (done - self.first) / max(now - self.started, 1e-9)  # this session's pace
+            left = f", about {(total - done) / rate:.0f} s left" if done < total and done > self.first + 1 else ""
+            stderr.print(f"{done}/{total} {what}, {status}{left}", highlight=False)
 
     def close(self) -> None:
         if self.bar:

@@ -129,6 +129,9 @@ class Trainer:
 
     def run(self) -> LoopState:
         """Train to the last step, saving every --save-every steps; returns early (saved) once `stop` is set."""
+        if self.state.step < self.plan.total_steps and self._stop_requested():  # Ctrl-C while loading
+            self.save()
+            return self.state
         while self.state.step < self.plan.total_steps:
             started = time.perf_counter()
             metrics = self._step(self.state.step)

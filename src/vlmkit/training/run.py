@@ -114,7 +114,8 @@ def _run(options, registry, encoder_entry, llm_entry, folder, resuming, dataset,
     features = FeatureSource(encoder, frames=options.frames, identity=identity, cache_dir=options.cache_dir)
     skipped = list(dataset.skipped)
     if options.cache_dir:
-        train_samples, val_samples = _build_cache(features, train_samples, val_samples, skipped, on_progress, dist)
+        train_samples, val_samples = _build_cache(features, train_samples, val_samples, skipped, on_progress, dist,
+                                                  stop)
         if not train_samples:
             raise UsageError("No training sample could be decoded", "See the files named above; are they videos?")
         plan = BatchPlan.make(options, len(train_samples), dist.world)
@@ -180,7 +181,7 @@ def check_memory(options: TrainOptions, encoder_entry, llm_entry, batch_size: in
         hint + "; `vlmkit recommend --train` shows the estimates.")
 
 
-def _build_cache(features, train_samples, val_samples, skipped, on_progress, dist):
+def _build_cache(features, train_samples, val_samples, skipped, on_progress, dist, stop):
     """Encode every sample once into the cache (resumable: finished shards are kept); drop the bad ones."""
     from vlmkit.training.features import SampleError
 
@@ -188,6 +189,8 @@ def _build_cache(features, train_samples, val_samples, skipped, on_progress, dis
     mine = everything[dist.rank::dist.world]
     bad = set()
     for done, sample in enumerate(mine, start=1):
+        if stop is not None and stop.is_set() and dist.world == 1:  # Ctrl-C: the shards written so far are kept
+            break
         try:
             features(sample)
         except SampleError as exc:
