@@ -27,8 +27,10 @@ from vlmkit.errors import UsageError
 from vlmkit.projector import read_projector_info
 from vlmkit.registry import load_registry
 
-# Settings under which the 2-layer random tiny Qwen3 can be steered: a high rate for few steps.
-RECIPE = ["--frames", "2", "--pool", "2", "--max-steps", "400", "--lr", "0.1", "--batch-size", "3",
+# Settings under which the 2-layer random tiny Qwen3 is steered reliably (seeds 0-2 all name every
+# colour): 32 visual tokens, a high rate for few steps. Pooling the tiny 4 x 4 grid down to 2 x 2
+# leaves too few tokens to steer it every time; test_train.py checks that caption applies pooling.
+RECIPE = ["--frames", "2", "--max-steps", "400", "--lr", "0.03", "--batch-size", "3",
           "--val-fraction", "0", "--eval-every", "400", "--prompt", PROMPT]
 
 
@@ -52,13 +54,13 @@ def test_distillation_through_the_cli_captions_fresh_clips_with_their_colour(zoo
     assert trained.returncode == 0, trained.stderr
     assert f"Caption with: vlmkit caption --encoder tiny-siglip --llm tiny-qwen3 --projector {run}" in trained.stderr
     info = read_projector_info(run / "projector.safetensors")
-    assert (info.encoder, info.llm, info.pool, info.frames, info.feature_layer) == ("tiny-siglip", "tiny-qwen3", 2,
+    assert (info.encoder, info.llm, info.pool, info.frames, info.feature_layer) == ("tiny-siglip", "tiny-qwen3", 1,
                                                                                   2, -2)
     assert metrics(run)[-1]["loss"] < metrics(run)[0]["loss"] / 4
     assert {"step", "loss", "lr", "samples_per_s", "tokens_per_s"} <= set(metrics(run)[-1])
     assert (run / "config.json").is_file() and "finished" in (run / "report.txt").read_text()
 
-    # caption takes frames (2) and pooling (2 x 2) from the projector's metadata
+    # caption takes the frames (2) and feature layer from the projector's metadata
     captioned = vlmkit(zoo_registry, "caption", *map(str, fresh_clips(tmp_path / "fresh")), "--encoder",
                        "tiny-siglip", "--llm", "tiny-qwen3", "--projector", str(run / "projector.safetensors"),
                        "--prompt", PROMPT, "--max-new-tokens", "6", "--format", "jsonl")
@@ -83,7 +85,7 @@ def test_llava_json_on_images_trains_a_projector_that_names_colours(zoo_registry
         registry = load_registry(zoo_registry)
         summary = train(encoder="tiny-siglip", llm="tiny-qwen3", data=str(tmp_path / "llava.json"),
                         image_folder=str(tmp_path / "images"), output=str(tmp_path / "run"), registry=registry,
-                        frames=1, pool=2, max_steps=400, lr=0.1, batch_size=3, val_fraction=0, eval_every=400,
+                        frames=1, max_steps=400, lr=0.03, batch_size=3, val_fraction=0, eval_every=400,
                         prompt=PROMPT)
         assert summary.done and summary.train_samples == 3
         records = caption(fresh_clips(tmp_path / "fresh"), encoder="tiny-siglip", llm="tiny-qwen3",

@@ -82,7 +82,7 @@ def decode(sample: Sample, frames: int) -> np.ndarray:
 
         try:
             with Image.open(sample.path) as image:
-                return np.asarray(image.convert("RGB"))[None]
+                return np.array(image.convert("RGB"))[None]  # a writable copy
         except (OSError, UnidentifiedImageError) as exc:
             raise SampleError(f"cannot decode the image: {exc}") from None
     from vlmkit.frames import sample_frames
