@@ -46,6 +46,20 @@ class CaptionRecord:
     segments: list[dict] | None = None  # dense captioning: [{"start", "end", "caption"}]
     summary: str | None = None  # dense captioning: the whole video in one paragraph
 
+    def _repr_html_(self) -> str:  # Jupyter shows a one-row table instead of the dataclass repr
+        from vlmkit.notebook_html import captions_html
+
+        return captions_html([self])
+
+
+class Captions(list):
+    """What `caption` returns: a plain list of records that Jupyter shows as a table and a summary."""
+
+    def _repr_html_(self) -> str:
+        from vlmkit.notebook_html import captions_html
+
+        return captions_html(self)
+
 
 def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None, encoder: str | None = None,
             llm: str | None = None, projector: str | Path | None = None, prompt: str = DEFAULT_PROMPT,
@@ -53,7 +67,7 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
             start: float | None = None, end: float | None = None, max_new_tokens: int = 128,
             temperature: float | None = None, seed: int | None = None, dtype: str | None = None,
             device: str | None = None, offline: bool = False, registry=None, model=None, batch_size: int = 1,
-            segments: float | None = None, summary: bool = False, strip_prefix: bool = False) -> list[CaptionRecord]:
+            segments: float | None = None, summary: bool = False, strip_prefix: bool = False) -> Captions:
     """Caption one video or many; a video that fails becomes a record with status 'error'.
 
     `model` reuses a `vlmkit.load(...)` result instead of loading again (handy in notebooks).
@@ -67,7 +81,7 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
     from vlmkit.batch import BatchOptions, run_batch
 
     settings = GenerationSettings(max_new_tokens, temperature, seed)
-    records: list[CaptionRecord] = []
+    records = Captions()
     run_batch(model.backend, [str(p) for p in paths], prompt, sampling, settings,
               BatchOptions(batch_size=batch_size, segments=segments, summary=summary, strip_prefix=strip_prefix),
               on_record=records.append)
