@@ -39,6 +39,12 @@ def test_notebook_is_valid_and_stored_without_outputs():
     assert "vlmkit[run]" in installs[0].source
 
 
+def test_readme_links_the_notebook_for_colab():
+    root = NOTEBOOK.parents[1]
+    path = NOTEBOOK.relative_to(root).as_posix()
+    assert f"https://colab.research.google.com/github/OWNER/REPO/blob/main/{path}" in (root / "README.md").read_text()
+
+
 @pytest.fixture
 def kernel_env(fake_hub: FakeHub, hf_home, zoo_dir, tmp_path, fake_gpu):
     """The design document's repos on the fake Hub: one DINOv3 request pending, one never made."""
