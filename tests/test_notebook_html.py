@@ -7,11 +7,11 @@ go wrong: an error record, nothing that fits, text that is not HTML.
 from __future__ import annotations
 
 from vlmkit.access import AccessStatus, ModelAccess, TokenReport
-from vlmkit.captioning import CaptionRecord, Captions
 from vlmkit.checking import CheckReport
 from vlmkit.environment import PackageVersions
 from vlmkit.gpu import GpuProbe
 from vlmkit.planner import recommend
+from vlmkit.records import CaptionRecord, Captions, RunSummary
 from vlmkit.registry import load_registry
 
 
@@ -28,6 +28,16 @@ def test_captions_table_shows_errors_and_counts_them():
     assert "b&lt;1&gt;.mp4: no decodable frames" in html and "<1>" not in html  # escaped, not markup
     assert "Captioned 1, failed 1 in 2.5 s." in html
     assert "Captioned 1, failed 0" in records[0]._repr_html_()
+    assert ">error</span>" in html and "Status." not in html
+
+
+def test_run_summary_says_what_was_skipped_and_retried():
+    html = RunSummary(captioned=2, failed=1, skipped=3, elapsed_seconds=30.0, retried_oom=1,
+                      failed_before=1)._repr_html_()
+    assert "Captioned 2, skipped 3 (1 of them failed earlier: retry_errors=True retries them), failed 1" in html
+    assert "(6.0 videos/min)" in html and "1 video(s) ran out of GPU memory" in html
+    assert "Interrupted" not in html and "Interrupted" in RunSummary(interrupted=True)._repr_html_()
+    assert "failed earlier" not in RunSummary(captioned=1, skipped=3)._repr_html_()
 
 
 def test_check_table_links_only_gated_models_still_to_approve():

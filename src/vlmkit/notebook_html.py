@@ -1,7 +1,7 @@
 """HTML tables for Jupyter and Colab: what the API's results show as a cell's last expression.
 
-`CheckReport`, `Recommendation`, `CaptionRecord` and the list `caption` returns have a
-`_repr_html_` that calls one function here. Standard library only (no torch, no rich), so
+`CheckReport`, `Recommendation`, `CaptionRecord`, `RunSummary` and the list `caption` returns
+(`Captions`) have a `_repr_html_` that calls one function here. Standard library only (no torch, no rich), so
 `check` and `recommend` stay light in a notebook too.
 """
 
@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from vlmkit.units import gib
 
 if TYPE_CHECKING:
-    from vlmkit.captioning import CaptionRecord
     from vlmkit.checking import CheckReport
     from vlmkit.planner import Candidate, Recommendation
+    from vlmkit.records import CaptionRecord, RunSummary
 
 STATUS_COLOURS = {"ok": "#1a7f37", "pending": "#9a6700", "offline": "#9a6700"}  # the rest: red
 RED = "#cf222e"
@@ -61,12 +61,24 @@ def recommendation_html(plan: Recommendation) -> str:
 
 
 def captions_html(records: list[CaptionRecord]) -> str:
-    rows = [[_e(r.video), _status(r.status), _e(r.caption if r.status == "ok" else r.error),
-             str(len(r.timestamps)), str(r.new_tokens), f"{r.elapsed_seconds:.1f}"] for r in records]
-    ok = sum(r.status == "ok" for r in records)
+    rows = [[_e(r.video), _status(r.status.value), _e(r.caption if r.ok else r.error), str(len(r.timestamps)),
+             str(r.new_tokens), f"{r.elapsed_seconds:.1f}"] for r in records]
+    ok = sum(r.ok for r in records)
     seconds = sum(r.elapsed_seconds for r in records)
     return (_table(["video", "status", "caption", "frames", "new tokens", "seconds"], rows)
             + f"<p><b>Captioned {ok}, failed {len(records) - ok} in {seconds:.1f} s.</b></p>")
+
+
+def run_summary_html(summary: RunSummary) -> str:
+    earlier = f" ({summary.failed_before} of them failed earlier: retry_errors=True retries them)" \
+        if summary.failed_before else ""
+    lines = [f"<b>Captioned {summary.captioned}, skipped {summary.skipped}{earlier}, failed {summary.failed} "
+             f"in {summary.elapsed_seconds:.1f} s ({summary.videos_per_minute:.1f} videos/min)</b>"]
+    if summary.retried_oom:
+        lines.append(f"{summary.retried_oom} video(s) ran out of GPU memory and were retried with half the frames")
+    if summary.interrupted:
+        lines.append("Interrupted: run again with the same output to resume.")
+    return "".join(f"<p>{line}</p>" for line in lines)
 
 
 def _fits(c: Candidate) -> str:
