@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 SEEK_GAP = 1.0  # s: without a keyframe index, seek only when the next target is further ahead than this
 SKIP_MARGIN = 0.5  # s: short of a target by more than this, skip decoding frames no other frame references
 _EPS = 1e-6  # s: frame times are floats of rational timestamps
+_RATE_TOLERANCE = 1e-3  # --fps 29.97 counts as the rate of a 30000/1001 video
 # Demuxers that read a complete keyframe index with the header (MP4 moov, MKV/WebM cues, AVI idx1).
 # Others (MPEG-TS, ...) only index what a seek happened to pass over: their index is not a map.
 _INDEXED_FORMATS = {"mov", "mp4", "matroska", "webm", "avi"}
@@ -66,6 +67,8 @@ class VideoFrames:
     width: int  # after rotation
     height: int
     decoded_frames: int  # frames decoded to get these (seeking and skipping keep this small)
+    asked: int = 0  # frames the sampling options asked for (0: not stated)
+    note: str | None = None  # when fewer came back than asked: "asked 16 frames, the video has 9"
 
 
 def probe_video(path: str | os.PathLike, *, timeout: float | None = 60.0) -> VideoInfo:
@@ -109,21 +112,28 @@ def sample_frames(
     end: float | None = None,
     timeout: float | None = 60.0,
 ) -> VideoFrames:
-    """Decode frames spread evenly over a video (or over [start, end] seconds of it).
+    """Decode frames spread evenly over a video (or over [start, end) seconds of it).
 
-    With `num_frames`, the targets are the centres of `num_frames` equal segments. With `fps`
-    (which takes precedence), there is one target per 1/fps seconds of the window, clamped to
-    [min_frames, max_frames]. Each target gets the decoded frame nearest to it (the first frame
-    at or after it, or the one before if that is closer), so unreadable frames are replaced by
-    their nearest readable neighbour. Targets that land on the same frame give one frame: a video
-    with fewer frames than asked returns the distinct frames it has, never padded duplicates.
+    The frame at time t is the frame a player shows at t: the last frame whose presentation time
+    is <= t (the first frame, for a t before it). With `num_frames`, the targets are the centres of
+    `num_frames` equal segments of the window, and each target gets the frame shown at it. With
+    `fps` (which takes precedence) there is one segment per 1/fps seconds, clamped to
+    [min_frames, max_frames]; an `fps` at or above the video's own rate returns every frame shown
+    during the window, each once (the frame already on screen at `start`, then every frame that
+    starts before `end`), unless that is more than `max_frames`.
+
+    No frame is returned twice. When the frame shown at a target was already returned for the
+    previous one (a frame shown longer than a segment, as in variable-frame-rate video, or fewer
+    frames than asked), the target takes the next frame instead if that frame starts inside the
+    target's own segment, and otherwise gives nothing. So on a constant-frame-rate video, N frames
+    from a window at least N frame durations long are N distinct frames, one from each segment,
+    in order; and when fewer come back than asked, `note` says so ("asked 16 frames, the video
+    has 9").
     """
     check_sampling_options(num_frames, fps, min_frames, max_frames, start, end, timeout)
     path = _checked_path(path)
 
     def sample(clock: _Clock) -> VideoFrames:
-        import numpy as np
-
         with contextlib.ExitStack() as open_files:
 
             def open_stream() -> tuple[av.container.InputContainer, av.VideoStream]:
@@ -139,20 +149,27 @@ def sample_frames(
                 duration = _scan_duration(*open_stream(), origin, clock)
             times = target_times(duration, num_frames=num_frames, fps=fps, min_frames=min_frames,
                                  max_frames=max_frames, start=start, end=end)
-            reader = _Reader(container, stream, clock, reopen=open_stream)
-            timestamps, frames = [], None
-            for when, frame in _nearest_frames(reader, [origin + t for t in times]):
-                rgb = _to_rgb(frame, frames.shape[1:] if frames is not None else None)  # [H, W, 3]
-                if frames is None:  # filled in place: no second copy of many frames at the end
-                    frames = np.empty((len(times), *rgb.shape), np.uint8)  # [T, H, W, 3]
-                frames[len(timestamps)] = rgb
-                timestamps.append(round(when - origin, 6))
-            if frames is None:
-                raise VideoError(f"{path}: no decodable frames", hint=_DAMAGED_HINT)
-            if len(timestamps) < len(times):  # targets shared frames
-                frames = frames[: len(timestamps)].copy()
+            begin, stop = _window(duration, start, end)
+            cursor = _Cursor(_Reader(container, stream, clock, reopen=open_stream))
+            rate = stream.average_rate or stream.guessed_rate
+            picked = None
+            if fps is not None and rate and fps >= float(rate) * (1 - _RATE_TOLERANCE):
+                picked = _rgb_frames(_every_frame(cursor, origin + begin, origin + stop), origin, len(times), path)
+                if max_frames is not None and len(picked[1]) > max_frames:  # denser than its average rate
+                    picked = None
+            if picked is None:
+                width = (stop - begin) / len(times)
+                segment_ends = [origin + begin + (i + 1) * width for i in range(len(times))]
+                picked = _rgb_frames(_shown_frames(cursor, [origin + t for t in times], segment_ends),
+                                     origin, len(times), path)
+            frames, timestamps = picked
+            note = None
+            if len(timestamps) < len(times):
+                where = "the video" if start is None and end is None else f"{begin:g}-{stop:g} s of the video"
+                note = f"asked {len(times)} frames, {where} has {len(timestamps)}"
             return VideoFrames(path=path, frames=frames, timestamps=timestamps, duration=duration,
-                               width=frames.shape[2], height=frames.shape[1], decoded_frames=reader.decoded)
+                               width=frames.shape[2], height=frames.shape[1], decoded_frames=cursor.reader.decoded,
+                               asked=len(times), note=note)
 
     return _with_deadline(sample, path, timeout)
 
@@ -160,13 +177,9 @@ def sample_frames(
 def target_times(duration: float, *, num_frames: int | None = 8, fps: float | None = None,
                  min_frames: int = 1, max_frames: int | None = None,
                  start: float | None = None, end: float | None = None) -> list[float]:
-    """The times (s) `sample_frames` aims at: centres of equal segments of [start, end]."""
-    start = 0.0 if start is None else start
-    end = duration if end is None else min(end, duration)
-    if start >= duration:
-        raise UsageError(f"start={start:g} s is at or past the end of the video ({duration:.2f} s long)",
-                         hint="Pick a start time inside the video.")
-    span = max(end - start, 0.0)
+    """The times (s) `sample_frames` aims at: centres of equal segments of [start, end)."""
+    start, end = _window(duration, start, end)
+    span = end - start
     if fps is not None:
         count = max(min_frames, math.floor(span * fps + _EPS))
         count = min(count, max_frames) if max_frames is not None else count
@@ -175,33 +188,115 @@ def target_times(duration: float, *, num_frames: int | None = 8, fps: float | No
     return [start + (i + 0.5) * span / count for i in range(count)]
 
 
+def _window(duration: float, start: float | None, end: float | None) -> tuple[float, float]:
+    """[start, end) seconds, the end clamped to the video's."""
+    start = 0.0 if start is None else start
+    end = duration if end is None else min(end, duration)
+    if start >= duration:
+        raise UsageError(f"start={start:g} s is at or past the end of the video ({duration:.2f} s long)",
+                         hint="Pick a start time inside the video.")
+    return start, max(end, start)
+
+
+def _rgb_frames(picked: Iterator[tuple[float, av.VideoFrame]], origin: float, expected: int, path: str
+                ) -> tuple[np.ndarray, list[float]]:
+    """The picked frames as one [T, H, W, 3] array, converted one by one, and their times from the start."""
+    import numpy as np
+
+    timestamps, frames = [], None
+    for when, frame in picked:
+        rgb = _to_rgb(frame, frames.shape[1:] if frames is not None else None)  # [H, W, 3]
+        if frames is None:  # filled in place: no second copy of many frames at the end
+            frames = np.empty((max(expected, 1), *rgb.shape), np.uint8)  # [T, H, W, 3]
+        elif len(timestamps) == len(frames):  # every frame of a window: more than its duration × rate
+            frames = np.concatenate([frames, np.empty_like(frames)])
+        frames[len(timestamps)] = rgb
+        timestamps.append(round(when - origin, 6))
+    if frames is None:
+        raise VideoError(f"{path}: no decodable frames", hint=_DAMAGED_HINT)
+    if len(timestamps) < len(frames):
+        frames = frames[: len(timestamps)].copy()
+    return frames, timestamps
+
+
 # --- decoding -------------------------------------------------------------------------------------
 
 
-def _nearest_frames(reader: _Reader, targets: list[float]) -> Iterator[tuple[float, av.VideoFrame]]:
-    """(time, frame) of the decoded frame nearest each target (absolute s, ascending), no repeats."""
-    previous_pick = None
-    frames = None  # decoded frames since the last seek; None before the first and once they run out
-    before = last = None  # the last two (time, frame) pairs taken from `frames`
-    newest = None  # the last frame decoded at all: the answer for targets past the readable end
-    for target in targets:
-        if last is None or last[0] < target - _EPS:
-            reader.aim_at(target)
-            # seek when a keyframe lies between where decoding stands and the target
-            position = last if frames is not None else newest
-            if position is None or reader.keyframe_between(position[0], target):
-                frames, before, last = reader.seek(target), None, None
-            for item in frames or ():
-                before, last = last, item
-                if item[0] >= target - _EPS:
-                    break
+def _shown_frames(cursor: _Cursor, targets: list[float], segment_ends: list[float]
+                  ) -> Iterator[tuple[float, av.VideoFrame]]:
+    """(time, frame) shown at each target (absolute s, ascending), each frame once.
+
+    A target whose shown frame went to the previous target takes the next frame if it starts
+    before the target's segment ends (`segment_ends`), and otherwise gives nothing.
+    """
+    taken = None  # time of the last frame given
+    for target, segment_end in zip(targets, segment_ends):
+        shown, following = cursor.at(target)
+        if shown is not None and (taken is None or shown[0] > taken + _EPS):
+            pick = shown
+        elif following is not None and following[0] < segment_end - _EPS and (
+                taken is None or following[0] > taken + _EPS):
+            pick = following
+        else:
+            continue
+        taken = pick[0]
+        yield pick
+
+
+def _every_frame(cursor: _Cursor, begin: float, end: float) -> Iterator[tuple[float, av.VideoFrame]]:
+    """Every frame shown during [begin, end) (absolute s): the one on screen at `begin`, then on."""
+    shown, following = cursor.at(begin)
+    taken = shown[0] if shown is not None else None
+    if shown is not None:
+        yield shown
+    while following is not None and following[0] < end - _EPS:
+        if taken is None or following[0] > taken + _EPS:
+            taken = following[0]
+            yield following
+        shown, following = cursor.at(following[0])
+
+
+class _Cursor:
+    """The decoded frames in presentation order, walked forward: which frame is shown at a time.
+
+    It keeps the frame shown at the latest time asked (`shown`) and the frame decoded after it
+    (`following`, None at the end), and seeks only when a keyframe lies between where decoding
+    stands and the time asked.
+    """
+
+    def __init__(self, reader: _Reader) -> None:
+        self.reader = reader
+        self.frames: Iterator[tuple[float, av.VideoFrame]] | None = None  # since the last seek; None at the end
+        self.shown: tuple[float, av.VideoFrame] | None = None
+        self.following: tuple[float, av.VideoFrame] | None = None
+        self.newest: tuple[float, av.VideoFrame] | None = None  # the latest frame decoded at all
+
+    def at(self, when: float) -> tuple[tuple[float, av.VideoFrame] | None, tuple[float, av.VideoFrame] | None]:
+        """(the frame shown at `when`, the frame after it); before the first frame, the first frame."""
+        if self.following is None or self.following[0] <= when + _EPS:
+            position = self.following or self.shown
+            seek = position is None or self.reader.keyframe_between(position[0], when)
+            if seek or self.following is not None:
+                self.reader.aim_at(when)
+                self._walk_to(when, seek=seek)
+            if self.shown is not None and self.reader.dropped_after(self.shown[0]):
+                self.reader.aim_at(None)  # the frame shown at `when` was skipped: decode it this time
+                self._walk_to(when, seek=True)
+        return self.shown or self.newest, self.following
+
+    def _walk_to(self, when: float, *, seek: bool) -> None:
+        if seek:
+            self.frames, self.shown, self.following = self.reader.seek(when), None, None
+        pending, self.following = [self.following] if self.following else [], None
+        for item in itertools.chain(pending, self.frames or ()):
+            if self.newest is None or item[0] > self.newest[0]:
+                self.newest = item
+            if self.shown is None or item[0] <= when + _EPS:
+                self.shown = item
             else:
-                frames = None  # ran out (end of file or of readable data): the next target may seek
-            newest = last or newest
-        pick = _nearest(target, before, last) or newest
-        if pick is not None and (previous_pick is None or pick[0] > previous_pick + _EPS):
-            previous_pick = pick[0]
-            yield pick
+                self.following = item
+                return
+        self.frames = None  # ran out (end of file or of readable data)
 
 
 class _Reader:
@@ -220,11 +315,20 @@ class _Reader:
         self._untimed_step = 0
         self._skip_before = -(2**63)  # pts: frames shown before this are decoded only if referenced
         self._skipping = False
+        self._skipped_upto: int | None = None  # pts: the latest packet decoded with skipping on, since the seek
         self._seekable = True
 
-    def aim_at(self, target: float) -> None:
-        """Let the decoder skip frames no other frame needs while far short of the target."""
-        self._skip_before = self._pts(target - SKIP_MARGIN)
+    def aim_at(self, target: float | None) -> None:
+        """Let the decoder skip frames no other frame needs while far short of the target (None: skip none)."""
+        self._skip_before = -(2**63) if target is None else self._pts(target - SKIP_MARGIN)
+
+    def dropped_after(self, shown: float) -> bool:
+        """Whether a frame shown after time `shown` may have been skipped since the last seek.
+
+        A frame shown for longer than SKIP_MARGIN can be the one on screen at the target and still
+        fall among the frames skipped: then the caller decodes that stretch again without skipping.
+        """
+        return self._skipped_upto is not None and self._skipped_upto > self._pts(shown)
 
     def keyframe_between(self, position: float, target: float) -> bool:
         """Whether a keyframe lies after the last decoded frame (`position`) and by the target.
@@ -253,6 +357,7 @@ class _Reader:
 
         sought = self._pts(target) - self.reorder
         for attempt in range(2):
+            self._skipped_upto = None
             try:
                 self.container.seek(sought, stream=self.stream, backward=True, any_frame=False)
             except av.error.FFmpegError:  # no timestamps to seek by; the failed search moved the demuxer
@@ -295,6 +400,8 @@ class _Reader:
             except av.error.FFmpegError:  # unreadable from here on (truncated, garbled): drain the decoder
                 packet = None
             skip = packet is not None and packet.pts is not None and packet.pts < self._skip_before
+            if skip:
+                self._skipped_upto = max(self._skipped_upto or packet.pts, packet.pts)
             if skip != self._skipping:
                 self.stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
                 self._skipping = skip
@@ -328,16 +435,6 @@ class _Reader:
 
     def _pts(self, seconds: float) -> int:
         return _to_pts(seconds, self.stream)
-
-
-def _nearest(target: float, before: tuple[float, T] | None, after: tuple[float, T] | None
-             ) -> tuple[float, T] | None:
-    """`after` (the first frame at or past the target) unless `before` is strictly closer."""
-    if after is None:
-        return before
-    if before is not None and after[0] >= target and target - before[0] < after[0] - target - _EPS:
-        return before  # strictly closer: a tie (to float precision) goes to `after`
-    return after
 
 
 def _to_pts(seconds: float, stream: av.VideoStream) -> int:
