@@ -20,7 +20,6 @@ import contextlib
 import itertools
 import math
 import os
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -72,31 +71,29 @@ class VideoFrames:
 
 
 def probe_video(path: str | os.PathLike, *, timeout: float | None = 60.0) -> VideoInfo:
-    """Duration, frame rate, size, codec and rotation from the headers; decodes no frames.
+    """Duration, frame rate, size, codec from the headers; rotation from the first frame.
 
     Files whose header states no duration (raw .h264 streams) have their packets read for it.
-
-    Rotation is read from the track header of MP4/MOV files (where phones write it); other
-    containers report 0 here, though `sample_frames` still applies their rotation.
+    The rotation is the first frame's display rotation (`VideoFrame.rotation`, from an MP4 display
+    matrix or MKV projection), so one frame is decoded; a file whose first frame does not decode
+    reports 0.
     """
     path = _checked_path(path)
 
     def probe(clock: _Clock) -> VideoInfo:
         with _open(path) as container:
             stream = _video_stream(container, path)
-            rotation = _iso_rotation(path) if "mov" in container.format.name.split(",") else 0
             width, height = stream.codec_context.width, stream.codec_context.height
-            if rotation % 180:
-                width, height = height, width
             duration = _header_duration(container, stream)
             if duration is None:  # raw streams (.h264): read the packets, still without decoding
                 duration = _scan_duration(container, stream, _origin(stream), clock)
-            return VideoInfo(
-                path=path, duration=duration,
-                fps=float(stream.average_rate) if stream.average_rate else None,
-                width=width, height=height, codec=stream.codec_context.name,
-                frame_count=stream.frames or None, rotation=rotation,
-            )
+            fps = float(stream.average_rate) if stream.average_rate else None
+            codec, frame_count = stream.codec_context.name, stream.frames or None
+        rotation = _first_frame_rotation(path, clock)
+        if rotation % 180:
+            width, height = height, width
+        return VideoInfo(path=path, duration=duration, fps=fps, width=width, height=height, codec=codec,
+                         frame_count=frame_count, rotation=rotation)
 
     return _with_deadline(probe, path, timeout)
 
@@ -150,14 +147,19 @@ def sample_frames(
             times = target_times(duration, num_frames=num_frames, fps=fps, min_frames=min_frames,
                                  max_frames=max_frames, start=start, end=end)
             begin, stop = _window(duration, start, end)
-            cursor = _Cursor(_Reader(container, stream, clock, reopen=open_stream))
-            rate = stream.average_rate or stream.guessed_rate
+            reader = _Reader(container, stream, clock, reopen=open_stream)
+            rate = float(stream.average_rate or stream.guessed_rate or 0)
             picked = None
-            if fps is not None and rate and fps >= float(rate) * (1 - _RATE_TOLERANCE):
-                picked = _rgb_frames(_every_frame(cursor, origin + begin, origin + stop), origin, len(times), path)
+            if fps is not None and rate and fps >= rate * (1 - _RATE_TOLERANCE) and (
+                    max_frames is None or (stop - begin) * rate < max_frames + 1):
+                # to the end of the video: also frames a header's duration leaves out (VFR MP4 with B-frames)
+                until = math.inf if end is None or end >= duration else origin + stop
+                every = _every_frame(_Cursor(reader), origin + begin, until)
+                picked = _rgb_frames(every, origin, len(times), path)
                 if max_frames is not None and len(picked[1]) > max_frames:  # denser than its average rate
                     picked = None
             if picked is None:
+                cursor = _Cursor(reader)
                 width = (stop - begin) / len(times)
                 segment_ends = [origin + begin + (i + 1) * width for i in range(len(times))]
                 picked = _rgb_frames(_shown_frames(cursor, [origin + t for t in times], segment_ends),
@@ -168,7 +170,7 @@ def sample_frames(
                 where = "the video" if start is None and end is None else f"{begin:g}-{stop:g} s of the video"
                 note = f"asked {len(times)} frames, {where} has {len(timestamps)}"
             return VideoFrames(path=path, frames=frames, timestamps=timestamps, duration=duration,
-                               width=frames.shape[2], height=frames.shape[1], decoded_frames=cursor.reader.decoded,
+                               width=frames.shape[2], height=frames.shape[1], decoded_frames=reader.decoded,
                                asked=len(times), note=note)
 
     return _with_deadline(sample, path, timeout)
@@ -348,7 +350,7 @@ class _Reader:
     def seek(self, target: float) -> Iterator[tuple[float, av.VideoFrame]]:
         """Frames from the last keyframe at or before `target` on.
 
-        If the first frame shows after the target, seek once more, further back: MP4 indexes hold
+        If the first frame shows after the target, or none decodes, seek once more, further back: MP4 indexes hold
         decode times, which precede display times when B-frames are reordered (learn that offset
         from the index), and files without an index are searched approximately. A file that
         cannot seek (a raw .h264 stream) is decoded straight through.
@@ -367,7 +369,10 @@ class _Reader:
                 return self._frames()  # from the start, straight through
             frames = self._frames()
             first = next(frames, None)
-            if first is None:
+            if first is None:  # nothing decodes from there: an MPEG-TS search can land past the last keyframe
+                if attempt == 0 and sought > self._pts(_origin(self.stream)):
+                    sought -= self._pts(2 * max(SEEK_GAP, self.longest_key_gap))
+                    continue
                 return iter(())
             if attempt == 0 and first[0] > target + _EPS and first[1].pts is not None:
                 retry = self._further_back(target, sought, shown=first[1].pts)
@@ -548,62 +553,21 @@ def _scan_duration(container: av.container.InputContainer, stream: av.VideoStrea
     raise VideoError(f"{container.name}: no decodable frames", hint=_DAMAGED_HINT)
 
 
-def _iso_rotation(path: str) -> int:
-    """Rotation of an MP4/MOV's first video track, from its tkhd matrix; 0 for other files."""
-    try:
-        with open(path, "rb") as file:
-            moov = _read_box(file, b"moov")
-    except (OSError, ValueError, struct.error):  # unreadable or malformed: FFmpeg opened it anyway
-        return 0
-    if moov is None:
-        return 0
-    for trak in _boxes(moov, b"trak"):
-        mdia = next(_boxes(trak, b"mdia"), b"")
-        hdlr = next(_boxes(mdia, b"hdlr"), b"")
-        tkhd = next(_boxes(trak, b"tkhd"), b"")
-        if hdlr[8:12] != b"vide" or not tkhd:
-            continue
-        offset = 52 if tkhd[0] == 1 else 40  # version 1 has 64-bit times
-        a, b, _, c, d, *_ = struct.unpack(">9i", tkhd[offset : offset + 36])
-        if not (math.hypot(a, c) and math.hypot(b, d)):
-            return 0
-        # as av_display_rotation_get: the angle (ccw) the matrix turns the picture, in (-180, 180]
-        angle = -round(math.degrees(math.atan2(b / math.hypot(b, d), a / math.hypot(a, c)))) % 360
-        return angle - 360 if angle > 180 else angle
+def _first_frame_rotation(path: str, clock: _Clock) -> int:
+    """Degrees counter-clockwise the first frame is turned for display, in (-180, 180]; 0 if none decodes."""
+    import av
+
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        try:
+            for packet in container.demux(stream):
+                clock.check()
+                for frame in packet.decode():
+                    angle = round(frame.rotation) % 360
+                    return angle - 360 if angle > 180 else angle
+        except av.error.FFmpegError:
+            pass
     return 0
-
-
-def _read_box(file, kind: bytes) -> bytes | None:
-    """The payload of the first top-level box of `kind`, found by hopping over box headers."""
-    while header := file.read(8):
-        if len(header) < 8:
-            return None
-        size, name = struct.unpack(">I4s", header)
-        header_size = 8
-        if size == 1:
-            size, header_size = struct.unpack(">Q", file.read(8))[0], 16
-        if name == kind:
-            return file.read(size - header_size if size else -1)
-        if size == 0 or size < header_size:
-            return None
-        file.seek(size - header_size, os.SEEK_CUR)
-    return None
-
-
-def _boxes(payload: bytes, kind: bytes) -> Iterator[bytes]:
-    """Payloads of the boxes of `kind` directly inside `payload` (full-box headers included)."""
-    offset = 0
-    while offset + 8 <= len(payload):
-        size, name = struct.unpack_from(">I4s", payload, offset)
-        header_size = 8
-        if size == 1 and offset + 16 <= len(payload):
-            size, header_size = struct.unpack_from(">Q", payload, offset + 8)[0], 16
-        size = size or len(payload) - offset
-        if size < header_size:
-            return
-        if name == kind:
-            yield payload[offset + header_size : offset + size]
-        offset += size
 
 
 def check_sampling_options(num_frames, fps, min_frames, max_frames, start, end, timeout) -> None:
