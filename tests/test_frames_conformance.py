@@ -229,11 +229,12 @@ def clip_and_request(draw):
     if draw(st.booleans()):
         fps = draw(st.sampled_from([Fraction(24), Fraction(25), NTSC, Fraction(30), Fraction(32), Fraction(60)]))
         count = draw(st.integers(1, 40))
-        times, constant = [float(i / fps) for i in range(count)], True
+        times, constant, time_base = [float(i / fps) for i in range(count)], True, 1 / fps
     else:
         steps = draw(st.lists(st.integers(5, 700), min_size=0, max_size=39))  # ms between frames
-        times, constant = [sum(steps[:i]) / 1000 for i in range(len(steps) + 1)], False
-    video = {"times": times, "gop": draw(st.sampled_from([1, 5, 15, 250])),
+        times, constant, time_base = [sum(steps[:i]) / 1000 for i in range(len(steps) + 1)], False, None
+        fps = 30
+    video = {"times": times, "fps": fps, "time_base": time_base, "gop": draw(st.sampled_from([1, 5, 15, 250])),
              "encoder_options": draw(st.sampled_from([{}, B_FRAMES]))}
     ext = draw(st.sampled_from([".mp4", ".mkv"]))
     request = {"start": None, "end": None}
