@@ -1,10 +1,21 @@
 """Sample frames from a video by seeking to keyframes, with PyAV.
 
-For each target time, `sample_frames` seeks to the keyframe before it and decodes forward only
+Which frames: the frame at time t is the frame a player shows at t, the last frame whose
+presentation time is <= t (FFmpeg's meaning, and every player's). The targets are the centres
+of equal segments of the window, so on a constant-frame-rate video N frames from a window that
+holds at least N frames are N distinct frames, in order, one from each segment. No frame is
+returned twice: when a frame is shown through two targets (variable frame rate, or fewer frames
+than asked), the later target takes the next frame if it starts inside that target's segment,
+and otherwise gives nothing; the result then says "asked 16 frames, the video has 9" (`note`).
+`fps` at or above the video's own rate returns every frame shown during the window, once each.
+
+How: for each target, `sample_frames` seeks to the keyframe before it and decodes forward only
 as far as the target, so a few frames from a long video cost a few GOPs of decoding, not the
 whole stream. When the next target lies in the GOP being decoded it keeps decoding instead of
 seeking back to that GOP's keyframe; while still far short of a target the decoder skips the
-frames no other frame references (most B-frames). Only the frames returned are converted to RGB.
+frames no other frame references (most B-frames), and decodes again without skipping in the rare
+case that a skipped frame turns out to be the one on screen at the target. Only the frames
+returned are converted to RGB.
 
 Timestamps are each frame's presentation time (`frame.time`), measured from the stream's start,
 so variable-frame-rate files get their real times. Rotation metadata (a display matrix) is
@@ -115,17 +126,18 @@ def sample_frames(
     is <= t (the first frame, for a t before it). With `num_frames`, the targets are the centres of
     `num_frames` equal segments of the window, and each target gets the frame shown at it. With
     `fps` (which takes precedence) there is one segment per 1/fps seconds, clamped to
-    [min_frames, max_frames]; an `fps` at or above the video's own rate returns every frame shown
-    during the window, each once (the frame already on screen at `start`, then every frame that
-    starts before `end`), unless that is more than `max_frames`.
+    [min_frames, max_frames]; an `fps` at or above the video's own (average) rate returns every
+    frame shown during the window, each once: the frame already on screen at `start`, then every
+    frame that starts before `end` (or before the last frame, when the window runs to the end of
+    the video), unless that is more than `max_frames`.
 
     No frame is returned twice. When the frame shown at a target was already returned for the
     previous one (a frame shown longer than a segment, as in variable-frame-rate video, or fewer
     frames than asked), the target takes the next frame instead if that frame starts inside the
     target's own segment, and otherwise gives nothing. So on a constant-frame-rate video, N frames
-    from a window at least N frame durations long are N distinct frames, one from each segment,
+    from a window in which at least N frames start are N distinct frames, one from each segment,
     in order; and when fewer come back than asked, `note` says so ("asked 16 frames, the video
-    has 9").
+    has 9", counting distinct frames by this rule).
     """
     check_sampling_options(num_frames, fps, min_frames, max_frames, start, end, timeout)
     path = _checked_path(path)
@@ -350,10 +362,11 @@ class _Reader:
     def seek(self, target: float) -> Iterator[tuple[float, av.VideoFrame]]:
         """Frames from the last keyframe at or before `target` on.
 
-        If the first frame shows after the target, or none decodes, seek once more, further back: MP4 indexes hold
-        decode times, which precede display times when B-frames are reordered (learn that offset
-        from the index), and files without an index are searched approximately. A file that
-        cannot seek (a raw .h264 stream) is decoded straight through.
+        If the first frame shows after the target, or none decodes, seek once more, further back:
+        MP4 indexes hold decode times, which precede display times when B-frames are reordered
+        (learn that offset from the index), and files without an index are searched approximately
+        (an MPEG-TS search can land past the last keyframe). A file that cannot seek (a raw .h264
+        stream) is decoded straight through.
         """
         import av
 
