@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-import vlmkit.frames
+import vlmkit.decoding
 from videos import (
     CODEC_CONTAINERS,
     has_marker_at,
@@ -237,13 +237,13 @@ def test_bad_inputs_raise_video_error_with_hint(tmp_path, make, message):
 
 
 def test_timeout_abandons_a_slow_decode_in_bounded_time(long_video, monkeypatch):
-    time_of = vlmkit.frames._Reader._time_of
+    time_of = vlmkit.decoding.Reader._time_of
 
     def crawl(reader, frame):  # every decoded frame now takes 20 ms
         time.sleep(0.02)
         return time_of(reader, frame)
 
-    monkeypatch.setattr(vlmkit.frames._Reader, "_time_of", crawl)
+    monkeypatch.setattr(vlmkit.decoding.Reader, "_time_of", crawl)
     started = time.monotonic()
 
     with pytest.raises(VideoError, match="took longer than 0.3 s"):
