@@ -251,7 +251,7 @@ def clip_and_request(draw):
     return video, ext, constant, request
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=clip_and_request())
 def test_random_clips_conform(tmp_path, case):
     video, ext, constant, request = case
