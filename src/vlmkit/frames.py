@@ -236,7 +236,7 @@ def _rgb_frames(picked: Iterator[tuple[float, av.VideoFrame]], origin: float, ex
     return frames, timestamps
 
 
-# --- decoding -------------------------------------------------------------------------------------
+# --- which decoded frame each target gets ---------------------------------------------------------
 
 
 def _shown_frames(cursor: _Cursor, targets: list[float], segment_ends: list[float]
