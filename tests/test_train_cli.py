@@ -33,7 +33,8 @@ def test_recommend_train_estimates_with_the_training_estimator(capsys):
     from vlmkit.memory import estimate_training
     from vlmkit.registry import load_registry
 
-    code, out, _ = run(capsys, "recommend", "--gpu", "H100", "--train", "--batch-size", "4", "--pool", "2", "--json")
+    code, out, _ = run(capsys, "recommend", "--gpu", "H100", "--train", "--train-batch-size", "4", "--pool", "2",
+                           "--json")
     doc = json.loads(out)
     registry = load_registry()
     first = doc["training"]["estimates"][0]

@@ -26,8 +26,8 @@ def recommend(
     dtype: DtypeOpt = None,
     device: Annotated[int, typer.Option("--device", min=0, help="Which local GPU to plan for.")] = 0,
     train: Annotated[bool, typer.Option("--train", help="Also estimate training a projector (`vlmkit train`) for each encoder + LLM.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="With --train: samples per forward pass.")] = 8,
-    pool: Annotated[int, typer.Option("--pool", min=1, help="With --train: P x P pooling of each frame's patches.")] = 1,
+    train_batch_size: Annotated[int, typer.Option("--train-batch-size", min=1, help="With --train: `vlmkit train --batch-size`.")] = 8,
+    pool: Annotated[int, typer.Option("--pool", min=1, help="With --train: `vlmkit train --pool`.")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Recommend an encoder + LLM (and an end-to-end VLM) that fit the GPU, with memory estimates."""
@@ -36,14 +36,14 @@ def recommend(
 
     result = plan(registry=registry_from(ctx), gpu=gpu, vram_gb=vram, frames=frames, max_new_tokens=max_new_tokens,
                   encoder=encoder, llm=llm, vlm=vlm, dtype=dtype, device=device)
-    training = _training_estimates(ctx, result, batch_size, pool) if train else None
+    training = _training_estimates(ctx, result, train_batch_size, pool) if train else None
     for message in result.warnings:
         warn(message)
     if as_json:
-        print_json(to_document(result) | _training_document(ctx, result, training, batch_size, pool))
+        print_json(to_document(result) | _training_document(ctx, result, training, train_batch_size, pool))
     else:
         _print(result)
-        _print_training(ctx, result, training, batch_size, pool)
+        _print_training(ctx, result, training, train_batch_size, pool)
     if result.choice is None or not result.choice.fits:
         raise typer.Exit(1)
 

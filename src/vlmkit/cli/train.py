@@ -65,8 +65,6 @@ def train(
                 device=device, offline=offline, registry=registry_from(ctx), on_progress=progress, stop=stop)
         finally:
             progress.close()
-    if summary.interrupted and summary.resumed_from >= summary.total_steps:
-        summary.interrupted = False
     _print_summary(summary, quiet)
     if summary.interrupted:
         raise typer.Exit(130)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 from vlmkit.errors import UsageError
 from vlmkit.prompts import DEFAULT_PROMPT
@@ -41,7 +41,6 @@ class TrainOptions:
     dtype: str | None = None
     device: str | None = None
     offline: bool = False
-    extra: dict = field(default_factory=dict)  # room for options added later; compared like the rest
 
     def validate(self) -> None:
         def bad(message: str, hint: str) -> UsageError:
