@@ -42,3 +42,6 @@ def test_two_processes_match_one_with_the_same_global_batch(zoo_registry, tmp_pa
     assert len(losses) == 4  # rank 0 alone wrote the metrics
     assert all(abs(a - b) < 1e-4 for a, b in zip(losses, [m["loss"] for m in metrics(tmp_path / "one")]))
     assert [m["samples"] for m in metrics(tmp_path / "two")] == [2, 1, 2, 1]
+    # the gradient itself (before clipping), not only the AdamW step that is blind to its scale
+    norms = [(m["grad_norm"], n["grad_norm"]) for m, n in zip(metrics(tmp_path / "two"), metrics(tmp_path / "one"))]
+    assert all(abs(a - b) <= 1e-4 * b for a, b in norms), norms

@@ -158,7 +158,7 @@ class Trainer:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         micro = [good[i:i + self.plan.batch_size] for i in range(0, len(good), self.plan.batch_size)]
-        loss_sum, self._sequence_tokens = 0.0, 0
+        loss_sum, self._sequence_tokens, grad_norm = 0.0, 0, None
         if tokens:
             scale = self.dist.world / tokens  # DDP averages gradients over processes: undo it, then normalise
             if not micro and self.dist.world > 1:
@@ -169,7 +169,7 @@ class Trainer:
                     nll = self._nll(batch)
                     (nll * scale).backward()
                 loss_sum += nll.item()
-            torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM))  # before clipping
             self.optimizer.step()
         loss_sum = self._all_reduce(loss_sum)
         seen = int(self._all_reduce(float(len(good))))
@@ -177,7 +177,8 @@ class Trainer:
         self.state.samples_seen += seen
         self.state.last_loss = loss_sum / tokens if tokens else None
         return {"step": step + 1, "epoch": step // self.plan.steps_per_epoch + 1, "loss": self.state.last_loss,
-                "lr": lr, "samples": seen, "tokens": int(tokens), "sequence_tokens": sequence_tokens}
+                "lr": lr, "grad_norm": grad_norm, "samples": seen, "tokens": int(tokens),
+                "sequence_tokens": sequence_tokens}
 
     def _share(self, step: int) -> list[Sample]:
         """This process's part of the global batch of `step`: from the epoch's seeded permutation."""
