@@ -1,27 +1,21 @@
 """Vision encoder -> projector -> Qwen3: visual tokens spliced into the LLM's input embeddings.
 
 The prompt carries one placeholder token; it is expanded to frames x tokens_per_frame copies, and
-their embeddings are replaced by projected vision features, as LLaVA does
-(https://github.com/huggingface/transformers/blob/main/src/transformers/models/llava/modeling_llava.py).
+their embeddings are replaced by projected vision features (see `vlmkit.backends.sequence`, which
+training shares).
 """
 
 from __future__ import annotations
 
 import torch
 
-from vlmkit.backends.base import (
-    CaptionBackend,
-    Generated,
-    GenerationSettings,
-    Prepared,
-    decode_new_tokens,
-    seed_everything,
-)
+from vlmkit.backends.base import CaptionBackend, Generated, GenerationSettings, Prepared, generate_and_decode
+from vlmkit.backends.sequence import VISUAL_PLACEHOLDER, embed_rows, expand_placeholder, prompt_ids
 from vlmkit.errors import ModelLoadError
 from vlmkit.projector import Projector
 from vlmkit.vision import VisionEncoder
 
-VISUAL_PLACEHOLDER = "<|video_pad|>"  # a special token of Qwen3's tokenizer, unused by the text model
+__all__ = ["ComposedBackend", "VISUAL_PLACEHOLDER"]
 
 
 class ComposedBackend(CaptionBackend):
@@ -60,13 +54,18 @@ class ComposedBackend(CaptionBackend):
         if self.projector is None:
             raise ModelLoadError("Captioning with --encoder/--llm needs a trained projector (--projector FILE)",
                                  "An untrained projector only produces noise; use --vlm KEY for an end-to-end model.")
-        features = [self.projector(self.encoder.features(p).to(self.dtype)) for p in prepared.inputs]  # [T, N, H]
-        embeds, mask = self._splice(prepared.prompt, [f.flatten(0, 1) for f in features])
-        seed_everything(settings.seed)
-        output = self.llm.generate(inputs_embeds=embeds, attention_mask=mask,
-                                   **settings.generate_kwargs(self.tokenizer.pad_token_id))
-        # with inputs_embeds only, the output holds the new tokens only
-        return [decode_new_tokens(row, self.tokenizer, self.llm.generation_config) for row in output]
+        return self.generate_from_features([self.encoder.features(p) for p in prepared.inputs], prepared.prompt,
+                                           settings)
+
+    @torch.inference_mode()
+    def generate_from_features(self, features: list[torch.Tensor], prompt: str,
+                               settings: GenerationSettings) -> list[Generated]:
+        """Captions from encoder features [T, N, D] (one per video); training's samples come this way too."""
+        weights = next(self.projector.parameters())  # float32 while training, the model's dtype otherwise
+        projected = [self.projector(f.to(weights.device, weights.dtype)).to(self.dtype) for f in features]  # [T, N, H]
+        embeds, mask = self._splice(prompt, [f.flatten(0, 1) for f in projected])
+        return generate_and_decode(self.llm, self.tokenizer, {"inputs_embeds": embeds, "attention_mask": mask},
+                                   settings)
 
     @torch.inference_mode()
     def generate_text(self, prompts: list[str], settings: GenerationSettings) -> list[Generated]:
@@ -74,24 +73,10 @@ class ComposedBackend(CaptionBackend):
                                                     add_generation_prompt=True, enable_thinking=False) for p in prompts]
         self.tokenizer.padding_side = "left"
         inputs = self.tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt").to(self.device)
-        seed_everything(settings.seed)
-        output = self.llm.generate(**inputs, **settings.generate_kwargs(self.tokenizer.pad_token_id))
-        new = output[:, inputs["input_ids"].shape[1]:]
-        return [decode_new_tokens(row, self.tokenizer, self.llm.generation_config) for row in new]
+        return generate_and_decode(self.llm, self.tokenizer, inputs, settings)
 
     def _splice(self, prompt: str, visual: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded embeddings [B, L, H] with each video's features at its placeholder positions."""
-        text = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": f"{VISUAL_PLACEHOLDER}\n{prompt}"}],
-            tokenize=False, add_generation_prompt=True, enable_thinking=False)
-        ids = self.tokenizer(text, add_special_tokens=False).input_ids
-        at = ids.index(self.placeholder_id)
-        rows = [ids[:at] + [self.placeholder_id] * len(v) + ids[at + 1:] for v in visual]
-        length = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        input_ids = torch.tensor([[pad] * (length - len(r)) + r for r in rows], device=self.device)
-        mask = torch.tensor([[0] * (length - len(r)) + [1] * len(r) for r in rows], device=self.device)
-        embeds = self.llm.get_input_embeddings()(input_ids)  # [B, L, H]
-        slots = (input_ids == self.placeholder_id) & mask.bool()
-        embeds = embeds.masked_scatter(slots.unsqueeze(-1), torch.cat(visual).to(embeds.dtype))
-        return embeds, mask
+        ids = prompt_ids(self.tokenizer, prompt)
+        rows = [expand_placeholder(ids, self.placeholder_id, len(v)) for v in visual]
+        return embed_rows(self.llm, rows, visual, self.placeholder_id, self.tokenizer.pad_token_id)
