@@ -193,14 +193,15 @@ def test_a_batch_that_fails_is_retried_video_by_video(clips):
     assert [Path(r.video).name for r in records] == [p.name for p in clips]  # input order
     red, blue, cyan = by_name["m.mp4"], by_name["x.mp4"], by_name["e.mp4"]
     assert (red.status, red.caption) == ("ok", description("red", 2, 64, 48)) and len(red.timestamps) == 2
-    assert red.notes == ["CUDA out of memory with 4 frames; retried with 2"]
+    assert "CUDA out of memory with 4 frames; retried with 2" in red.notes
     assert (blue.caption, len(blue.timestamps)) == (description("blue", 2, 48, 32), 2)  # frames 0 and 2 of 3
-    assert blue.notes == ["CUDA out of memory with 3 frames; retried with 2"]
+    assert "CUDA out of memory with 3 frames; retried with 2" in blue.notes
     assert cyan.status == "error"
     assert cyan.error == "the model failed on this video: ValueError: the model cannot read this one"
     for name, record in by_name.items():
         if record not in (red, blue, cyan):
-            assert record.caption == expected(Path(name)) and not record.notes, name
+            assert record.caption == expected(Path(name)), name
+            assert not any("out of memory" in note for note in record.notes), name
     assert (summary.captioned, summary.failed, summary.retried_oom) == (len(clips) - 2, 2, 2)
     assert [description("red", 4, 64, 48)] in backend.calls and [description("red", 2, 64, 48)] in backend.calls
 
