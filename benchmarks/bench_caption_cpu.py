@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-sizes", default="4", help="Comma-separated batch sizes to time besides the default.")
     args = parser.parse_args()
 
     from vlmkit import load
@@ -83,10 +84,13 @@ def main() -> None:
         assert summary.captioned == len(videos), summary
         return summary.elapsed_seconds
 
-    runs = {"plain loop, batch 1": plain_loop, "vlmkit, batch 1": lambda: vlmkit_run(1),
-            "vlmkit, batch 4": lambda: vlmkit_run(4),
-            # what a CUDA run does: processors on their own thread (here they compete with the model for 2 cores)
-            "vlmkit, batch 4, processors overlapped": lambda: vlmkit_run(4, overlap=True)}
+    from vlmkit.batch_size import CPU_BATCH_SIZE
+
+    runs = {"plain loop, batch 1": plain_loop,
+            f"vlmkit default options (batch auto = {CPU_BATCH_SIZE} on a CPU)": lambda: vlmkit_run(CPU_BATCH_SIZE),
+            "vlmkit, batch 1": lambda: vlmkit_run(1)}
+    for size in (int(s) for s in args.batch_sizes.split(",") if s.strip()):
+        runs[f"vlmkit, batch {size}"] = lambda size=size: vlmkit_run(size)
     measured: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     for _ in range(args.repeats):  # round-robin, so that bursts of load on a shared machine hit every run
         for name, run in runs.items():

@@ -1,0 +1,106 @@
+"""`--batch-size auto`: the largest batch whose estimated peak fits the GPU's free memory.
+
+On CUDA the free memory is what NVML reports before the model loads (the estimate includes the
+weights), less a safety margin for the estimate's error and the caching allocator's fragmentation.
+On a CPU the batch is the one benchmarks/bench_caption_cpu.py measured fastest. An explicit batch
+size is kept, with a warning before loading when the estimate says it cannot fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import vlmkit.gpu
+from vlmkit.memory import MemoryEstimate, estimate_composed, estimate_vlm
+from vlmkit.planner import largest_fitting
+from vlmkit.registry import LLM, VLM, Encoder
+
+SAFETY_FRACTION = 0.08  # of NVML's free memory, kept back from the estimate
+MAX_AUTO_BATCH = 128  # past this, longer prefill per batch buys little on any GPU vlmkit plans for
+CPU_BATCH_SIZE = 4  # benchmarks/RESULTS.md: the fastest batch size on the CPU with the tiny zoo
+PROBED_VIDEOS = 64  # Qwen3-VL: at most this many videos' sizes are read (evenly spread over the list)
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class BatchChoice:
+    size: int
+    auto: bool
+    estimate: MemoryEstimate | None = None  # at `size`; None on a CPU
+    free_bytes: int | None = None  # NVML's free memory at the start; None on a CPU
+    warning: str | None = None  # an explicit size the estimate says cannot fit
+    resolution: tuple[int, int] | None = None  # the largest video size probed (Qwen3-VL)
+
+    @property
+    def message(self) -> str:
+        """'batch 48: 61.2 of 79.1 GiB', printed before the run starts."""
+        if self.estimate is None or self.free_bytes is None:
+            return f"batch {self.size}" + (" (auto on a CPU)" if self.auto else "")
+        return (f"batch {self.size}: {self.estimate.total_bytes / GIB:.1f} of {self.free_bytes / GIB:.1f} GiB"
+                + (" (auto)" if self.auto else ""))
+
+
+def choose_batch_size(asked: int | str, *, models: Sequence, frames: int, max_new_tokens: int, dtype: str,
+                      device: str, videos: int, resolution: tuple[int, int] | None = None) -> BatchChoice:
+    """`asked` is a number or "auto"; `models` the registry entries: (vlm,) or (encoder, llm)."""
+    auto = asked == "auto"
+    cap = max(1, min(MAX_AUTO_BATCH, videos))
+    if not device.startswith("cuda"):
+        return BatchChoice(min(CPU_BATCH_SIZE, cap) if auto else int(asked), auto)
+    free = _free_bytes(device)
+    if free is None:  # NVML cannot see the GPU torch uses: no estimate to go by
+        return BatchChoice(min(CPU_BATCH_SIZE, cap) if auto else int(asked), auto)
+
+    def estimate(batch: int) -> MemoryEstimate:
+        return estimate_peak(models, frames=frames, max_new_tokens=max_new_tokens, dtype=dtype, batch=batch,
+                             resolution=resolution)
+
+    budget = free * (1 - SAFETY_FRACTION)
+    best = largest_fitting(lambda b: estimate(b).total_bytes <= budget, cap)
+    if auto:
+        size = max(best, 1)
+        warning = None if best else _too_big(estimate(1), free, 1)
+        return BatchChoice(size, True, estimate(size), free, warning, resolution)
+    size = int(asked)
+    at_size = estimate(size)
+    warning = _too_big(at_size, free, size, best) if at_size.total_bytes > budget else None
+    return BatchChoice(size, False, at_size, free, warning, resolution)
+
+
+def estimate_peak(models: Sequence, *, frames: int, max_new_tokens: int, dtype: str, batch: int,
+                  resolution: tuple[int, int] | None = None) -> MemoryEstimate:
+    if len(models) == 1 and isinstance(models[0], VLM):
+        return estimate_vlm(models[0], frames=frames, max_new_tokens=max_new_tokens, dtype=dtype, batch=batch,
+                            resolution=resolution)
+    encoder, llm = models
+    assert isinstance(encoder, Encoder) and isinstance(llm, LLM)
+    return estimate_composed(encoder, llm, frames=frames, max_new_tokens=max_new_tokens, dtype=dtype, batch=batch)
+
+
+def largest_video_size(paths: Sequence[str], *, limit: int = PROBED_VIDEOS) -> tuple[int, int] | None:
+    """The size with the most pixels among up to `limit` of the videos (headers only, no decoding)."""
+    from vlmkit.frames import probe_video
+
+    step = max(1, len(paths) // limit)
+    sizes = []
+    for path in list(paths)[::step][:limit]:
+        try:
+            info = probe_video(path, timeout=10)
+        except Exception:  # noqa: BLE001 - a bad file is reported when the run reaches it
+            continue
+        sizes.append((info.width, info.height))
+    return max(sizes, key=lambda s: s[0] * s[1], default=None)
+
+
+def _free_bytes(device: str) -> int | None:
+    index = int(device.partition(":")[2] or 0)
+    probe = vlmkit.gpu.probe_gpus()  # the seam tests replace
+    return probe.devices[index].free_bytes if index < len(probe.devices) else None
+
+
+def _too_big(estimate: MemoryEstimate, free: int, size: int, best: int | None = None) -> str:
+    need = f"batch {size} needs an estimated {estimate.total_bytes / GIB:.1f} GiB; {free / GIB:.1f} GiB is free"
+    if best:
+        return f"{need}: expect out-of-memory splits (--batch-size auto would choose {best})"
+    return f"{need}: even one video may not fit (try fewer --frames or a smaller model)"
