@@ -320,6 +320,17 @@ def _generate_or_split(backend, clips, prompt, settings, prepared: Prepared | No
     return [out for clip in clips for out in _generate_or_split(backend, [clip], prompt, settings)]
 
 
+def generate_in_batches(backend, clips: list, prompt: str, settings: GenerationSettings, batch_size: int,
+                        on_notice: Callable[[str], None] = lambda message: None
+                        ) -> tuple[list[Generated | Exception], int]:
+    """Decoded clips through the model as a caption run batches them, out-of-memory splits included.
+
+    Returns one result per clip and the batch size the run ended with (benchmarks use it).
+    """
+    limit = _BatchLimit(batch_size, on_notice)
+    return _in_chunks(backend, clips, prompt, settings, limit), limit.size
+
+
 def _in_chunks(backend, clips, prompt, settings, limit: _BatchLimit) -> list[Generated | Exception]:
     """Batches of the current limit, which a chunk running out of memory lowers for the chunks after it."""
     outputs: list[Generated | Exception] = []
