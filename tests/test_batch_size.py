@@ -72,3 +72,21 @@ def test_qwen_batches_depend_on_the_videos_resolution(fake_gpu):
     small, hd = (choose_batch_size("auto", models=(qwen,), frames=16, max_new_tokens=128, dtype="bfloat16",
                                    device="cuda", videos=1000, resolution=r).size for r in [(640, 360), (1920, 1080)])
     assert small > 2 * hd
+
+
+def test_caption_plans_qwen_batches_for_the_largest_video_probed(fake_gpu, tmp_path):
+    from videos import make_video
+    from vlmkit.batch_size import plan_caption_batch
+
+    fake_gpu(dataclasses.replace(H100, free_bytes=24 * GIB))
+    qwen = load_registry().vlm("qwen3-vl-8b")
+    small = [str(make_video(tmp_path / f"s{i}.mp4", seconds=0.2, fps=10, size=(320, 180))) for i in range(3)] * 40
+    large = str(make_video(tmp_path / "large.mp4", seconds=0.2, fps=10, size=(1280, 720)))
+
+    def plan(videos):
+        return plan_caption_batch("auto", models=(qwen,), videos=videos, frames=8, max_frames=None,
+                                  max_new_tokens=128, dtype="bfloat16", device="cuda")
+    only_small, mixed = plan(small), plan([*small, large])
+    assert only_small.resolution == (320, 180) and mixed.resolution == (1280, 720)
+    assert mixed.estimate.context_tokens == 64 + 2880 + 128
+    assert mixed.size < only_small.size < len(small)  # neither capped by the number of videos

@@ -15,6 +15,7 @@ import vlmkit.gpu
 from vlmkit.memory import MemoryEstimate, estimate_composed, estimate_vlm
 from vlmkit.planner import largest_fitting
 from vlmkit.registry import LLM, VLM, Encoder
+from vlmkit.visual_tokens import RESIZED_FAMILIES
 
 SAFETY_FRACTION = 0.08  # of NVML's free memory, kept back from the estimate
 MAX_AUTO_BATCH = 128  # past this, longer prefill per batch buys little on any GPU vlmkit plans for
@@ -68,6 +69,23 @@ def choose_batch_size(asked: int | str, *, models: Sequence, frames: int, max_ne
     return BatchChoice(size, False, at_size, free, warning, resolution)
 
 
+def plan_caption_batch(asked: int | str, *, models: Sequence, videos: Sequence[str], frames: int | None,
+                       max_frames: int | None, max_new_tokens: int, dtype: str, device: str) -> BatchChoice:
+    """The batch for a caption run, decided before the model loads. `frames`: --frames, else
+    --max-frames (with --fps), else the model's default.
+
+    For Qwen3-VL on CUDA the videos' sizes are probed (up to PROBED_VIDEOS of them), since its
+    visual tokens depend on them; batches are planned for the largest, as a batch pads to it.
+    """
+    entry = models[0]
+    frames = frames or max_frames or getattr(entry, "default_frames", 8)
+    resolution = None
+    if device.startswith("cuda") and getattr(entry, "family", None) in RESIZED_FAMILIES:
+        resolution = largest_video_size(videos)
+    return choose_batch_size(asked, models=models, frames=frames, max_new_tokens=max_new_tokens, dtype=dtype,
+                             device=device, videos=len(videos), resolution=resolution)
+
+
 def estimate_peak(models: Sequence, *, frames: int, max_new_tokens: int, dtype: str, batch: int,
                   resolution: tuple[int, int] | None = None) -> MemoryEstimate:
     if len(models) == 1 and isinstance(models[0], VLM):
@@ -82,9 +100,10 @@ def largest_video_size(paths: Sequence[str], *, limit: int = PROBED_VIDEOS) -> t
     """The size with the most pixels among up to `limit` of the videos (headers only, no decoding)."""
     from vlmkit.frames import probe_video
 
-    step = max(1, len(paths) // limit)
+    count = min(limit, len(paths))
+    picked = sorted({round(i * (len(paths) - 1) / max(1, count - 1)) for i in range(count)})  # first to last
     sizes = []
-    for path in list(paths)[::step][:limit]:
+    for path in (paths[i] for i in picked):
         try:
             info = probe_video(path, timeout=10)
         except Exception:  # noqa: BLE001 - a bad file is reported when the run reaches it
