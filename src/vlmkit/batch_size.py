@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import vlmkit.gpu
+from vlmkit.errors import UsageError, VlmkitError
 from vlmkit.memory import MemoryEstimate, estimate_composed, estimate_vlm
-from vlmkit.planner import largest_fitting
-from vlmkit.registry import LLM, VLM, Encoder
+from vlmkit.planner import largest_fitting, recommend
+from vlmkit.registry import LLM, VLM, Encoder, load_registry
 from vlmkit.visual_tokens import RESIZED_FAMILIES
 
 SAFETY_FRACTION = 0.08  # of NVML's free memory, kept back from the estimate
@@ -43,8 +44,13 @@ class BatchChoice:
 
 
 def choose_batch_size(asked: int | str, *, models: Sequence, frames: int, max_new_tokens: int, dtype: str,
-                      device: str, videos: int, resolution: tuple[int, int] | None = None) -> BatchChoice:
-    """`asked` is a number or "auto"; `models` the registry entries: (vlm,) or (encoder, llm)."""
+                      device: str, videos: int, resolution: tuple[int, int] | None = None,
+                      held_bytes: int = 0) -> BatchChoice:
+    """`asked` is a number or "auto"; `models` the registry entries: (vlm,) or (encoder, llm).
+
+    `held_bytes`: what this process holds on the GPU already (a model loaded before), counted as
+    free since the estimate includes the weights.
+    """
     auto = asked == "auto"
     cap = max(1, min(MAX_AUTO_BATCH, videos))
     if not device.startswith("cuda"):
@@ -52,6 +58,7 @@ def choose_batch_size(asked: int | str, *, models: Sequence, frames: int, max_ne
     free = _free_bytes(device)
     if free is None:  # NVML cannot see the GPU torch uses: no estimate to go by
         return BatchChoice(min(CPU_BATCH_SIZE, cap) if auto else int(asked), auto)
+    free += held_bytes
 
     def estimate(batch: int) -> MemoryEstimate:
         return estimate_peak(models, frames=frames, max_new_tokens=max_new_tokens, dtype=dtype, batch=batch,
@@ -69,8 +76,60 @@ def choose_batch_size(asked: int | str, *, models: Sequence, frames: int, max_ne
     return BatchChoice(size, False, at_size, free, warning, resolution)
 
 
+@dataclass(frozen=True)
+class CaptionPlan:
+    choice: BatchChoice
+    keys: dict[str, str] | None  # the registry keys planned for (load these); None: a model given
+    device: str
+
+
+def plan_caption(asked: int | str, *, videos: Sequence[str], frames: int | None, max_frames: int | None,
+                 max_new_tokens: int, registry=None, vlm: str | None = None, encoder: str | None = None,
+                 llm: str | None = None, dtype: str | None = None, device: str | None = None,
+                 model=None) -> CaptionPlan:
+    """The batch size of a caption run, before its model loads (or for a `model` already loaded).
+
+    Without named models, the VLM is the one `load` would pick (recommend's end-to-end choice),
+    and the plan says which, so that the caller loads what was planned for.
+    """
+    from vlmkit.loading import resolve_device, resolve_dtype
+
+    if asked != "auto" and int(asked) < 1:
+        raise UsageError(f"--batch-size {asked}: give a number of at least 1, or auto",
+                         "auto picks the largest batch that fits the GPU.")
+    keys = None
+    if model is not None:
+        device, names = str(model.backend.device), dict(model.backend.keys)
+        dtype = str(model.backend.dtype).removeprefix("torch.")
+    else:
+        device = resolve_device(device)
+        if not (vlm or encoder):
+            plan = recommend(registry=registry, frames=frames or max_frames or 8)
+            vlm = plan.vlm_choice.vlm if plan.vlm_choice else None
+        names = keys = {"vlm": vlm} if vlm else {"encoder": encoder, "llm": llm}
+        dtype = str(resolve_dtype(dtype, device)).removeprefix("torch.")
+    if not device.startswith("cuda") or not any(names.values()):
+        return CaptionPlan(choose_batch_size(asked, models=(), frames=1, max_new_tokens=1, dtype=dtype, device="cpu",
+                                             videos=len(videos)), keys, device)
+    registry = registry or load_registry()
+    try:
+        models = (registry.vlm(names["vlm"]),) if "vlm" in names else (registry.encoder(names["encoder"]),
+                                                                         registry.llm(names["llm"]))
+    except VlmkitError:  # a model outside the registry: nothing to estimate from
+        return CaptionPlan(BatchChoice(1 if asked == "auto" else int(asked), asked == "auto"), keys, device)
+    held = 0
+    if model is not None:
+        import torch
+
+        held = torch.cuda.memory_allocated(device)
+    choice = plan_caption_batch(asked, models=models, videos=videos, frames=frames, max_frames=max_frames,
+                                max_new_tokens=max_new_tokens, dtype=dtype, device=device, held_bytes=held)
+    return CaptionPlan(choice, keys, device)
+
+
 def plan_caption_batch(asked: int | str, *, models: Sequence, videos: Sequence[str], frames: int | None,
-                       max_frames: int | None, max_new_tokens: int, dtype: str, device: str) -> BatchChoice:
+                       max_frames: int | None, max_new_tokens: int, dtype: str, device: str,
+                       held_bytes: int = 0) -> BatchChoice:
     """The batch for a caption run, decided before the model loads. `frames`: --frames, else
     --max-frames (with --fps), else the model's default.
 
@@ -83,7 +142,17 @@ def plan_caption_batch(asked: int | str, *, models: Sequence, videos: Sequence[s
     if device.startswith("cuda") and getattr(entry, "family", None) in RESIZED_FAMILIES:
         resolution = largest_video_size(videos)
     return choose_batch_size(asked, models=models, frames=frames, max_new_tokens=max_new_tokens, dtype=dtype,
-                             device=device, videos=len(videos), resolution=resolution)
+                             device=device, videos=len(videos), resolution=resolution, held_bytes=held_bytes)
+
+
+def parse_batch_size(text: str) -> int | str:
+    """'auto' or a whole number of at least 1 (the --batch-size option)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    if text.strip().isdigit() and int(text) >= 1:
+        return int(text)
+    raise UsageError(f"--batch-size {text!r}: give a number of at least 1, or auto",
+                     "auto (the default) picks the largest batch that fits the GPU.")
 
 
 def estimate_peak(models: Sequence, *, frames: int, max_new_tokens: int, dtype: str, batch: int,

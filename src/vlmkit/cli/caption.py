@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import signal
 import sys
@@ -17,7 +16,7 @@ from rich.markup import escape
 
 from vlmkit.cli.load import DeviceOpt
 from vlmkit.cli.options import DtypeOpt, EncoderOpt, LlmOpt, MaxNewTokensOpt, OfflineOpt, ProjectorOpt, VlmOpt
-from vlmkit.cli.render import stderr, stdout, to_jsonable, warn
+from vlmkit.cli.render import gib, stderr, stdout, warn
 from vlmkit.cli.state import registry_from
 from vlmkit.errors import UsageError
 from vlmkit.prompts import DEFAULT_PROMPT
@@ -52,7 +51,7 @@ def caption(
     max_new_tokens: MaxNewTokensOpt = 128,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0, help="Sample at this temperature (default: greedy).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed for sampling.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Videos per generate call.")] = 1,
+    batch_size: Annotated[str, typer.Option("--batch-size", metavar="N|auto", help="Videos per generate call; auto: the largest batch the GPU's free memory fits by the estimate (on a CPU, the fastest measured).")] = "auto",
     workers: Annotated[int, typer.Option("--workers", min=1, help="Threads decoding upcoming videos.")] = 2,
     static_cache: Annotated[bool, typer.Option("--static-cache", help="Preallocated KV cache; on CUDA the decoding step is compiled.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Append records here (.jsonl or .csv) as each video finishes; rerun to resume.")] = None,
@@ -66,13 +65,14 @@ def caption(
 ) -> None:
     """Caption videos. Default model: the end-to-end VLM `recommend` picks for this machine."""
     from vlmkit.backends.base import GenerationSettings
-    from vlmkit.batch import BatchOptions, RunSummary, run_batch
-    from vlmkit.captioning import SamplingOptions, load_for_captioning
+    from vlmkit.batch import BatchOptions, local_engine
+    from vlmkit.batch_size import parse_batch_size, plan_caption
+    from vlmkit.captioning import CaptionRun, SamplingOptions, load_for_captioning, named_models
     from vlmkit.cli.progress import ProgressReporter
     from vlmkit.inputs import collect_videos
-    from vlmkit.journal import Journal
 
     output_format = _check_format(output_format, output, segments)
+    asked_batch = parse_batch_size(batch_size)
     sampling = SamplingOptions(frames, fps, min_frames, max_frames, start, end)
     sampling.validate()
     if projector:
@@ -82,61 +82,55 @@ def caption(
     paths = collect_videos(videos or [], manifest or [], warn=warn)
     if not paths:
         raise UsageError("No videos to caption", "Name video files or directories, or pass --list FILE.")
-    journal = Journal.open(output, retry_errors=retry_errors) if output else None
-    if journal and (vlm or (encoder and llm)):  # named models: refuse a mixed dataset before loading anything
-        registry = registry_from(ctx)
-        keys = ({"vlm": registry.vlm(vlm).key} if vlm else
-                {"encoder": registry.encoder(encoder).key, "llm": registry.llm(llm).key})
-        journal.check_same_run(keys, prompt)
-    recorded = (journal.done | journal.failed) if journal else set()
-    todo = [p for p in paths if os.path.abspath(p) not in recorded]
-    failed_before = len({os.path.abspath(p) for p in paths} & journal.failed) if journal else 0
-    skipped = len(paths) - len(todo)
-    if journal and skipped:
-        stderr.print(f"Resuming {output}: {skipped} of {len(paths)} videos already recorded", highlight=False)
+    # named models: refuse a mixed dataset before loading anything
+    models = named_models(registry_from(ctx), vlm=vlm, encoder=encoder, llm=llm) if output else None
+    subtitles = output_format.value if output_format in (Format.srt, Format.vtt) else None
+    job = CaptionRun(paths, prompt=prompt, output=output, retry_errors=retry_errors, models=models,
+                     subtitles=subtitles)
+    if output and job.skipped:
+        stderr.print(f"Resuming {output}: {job.skipped} of {len(paths)} videos already recorded", highlight=False)
 
     records: list = []
-    subtitles = _SubtitleNames(output.parent if output else Path.cwd())
-    progress = ProgressReporter(total=len(todo), quiet=quiet)
+    progress = ProgressReporter(total=len(job.todo), quiet=quiet)
     stop = threading.Event()
 
     def on_record(record) -> None:
-        if journal:
-            journal.write(to_jsonable(record))
-        else:
+        if not output:
             records.append(record)
-        if output_format in (Format.srt, Format.vtt) and record.segments:
-            from vlmkit.subtitles import write_subtitles
-
-            write_subtitles(record.segments, output_format.value, subtitles.path_for(record.video, output_format.value))
         progress.advance(record)
 
     try:
-        result = RunSummary(skipped=skipped)
-        if todo:
+        result = job.summary()
+        if job.todo:
+            plan = plan_caption(asked_batch, videos=job.todo, frames=frames, max_frames=max_frames,
+                                max_new_tokens=max_new_tokens, registry=registry_from(ctx), vlm=vlm, encoder=encoder,
+                                llm=llm, dtype=dtype, device=device)
+            _print_batch_choice(plan.choice, quiet=quiet)
+            vlm = (plan.keys or {}).get("vlm") or vlm  # the default model, as planned for
             model = load_for_captioning(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype,
                                         device=device, offline=offline, registry=registry_from(ctx))
-            if journal:
-                journal.check_same_run(model.backend.keys, prompt)
+            engine = local_engine(model.backend, prompt, sampling,
+                                  GenerationSettings(max_new_tokens, temperature, seed, static_cache),
+                                  BatchOptions(batch_size=plan.choice.size, workers=workers, segments=segments,
+                                               summary=summary, strip_prefix=strip_prefix),
+                                  on_notice=lambda message: stderr.print(message, highlight=False))
             with _first_interrupt_sets(stop), progress:
-                result = run_batch(
-                    model.backend, todo, prompt, sampling,
-                    GenerationSettings(max_new_tokens, temperature, seed, static_cache),
-                    BatchOptions(batch_size=batch_size, workers=workers, segments=segments, summary=summary,
-                                 strip_prefix=strip_prefix),
-                    on_record=on_record, stop=stop, skipped=skipped)
+                result = job.caption(engine, models=model.backend.keys, on_record=on_record, stop=stop)
+            result.batch_choice = plan.choice.message
+            result.estimate_bytes = plan.choice.estimate.total_bytes if plan.choice.estimate else None
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keeping what is written
         stderr.print("Stopped. Records written so far are kept"
                      + (f"; resume with: {escape(shlex.join(['vlmkit', *sys.argv[1:]]))}" if output else "."),
                      highlight=False)
         raise typer.Exit(130) from None
     finally:
-        if journal:
-            journal.close()
-    if not journal:
-        stdout.out(_render(records, output_format or Format.text), end="", highlight=False)
-    _print_summary(result, output, stopped=stop.is_set(), failed_before=failed_before)
-    if result.failed or failed_before or stop.is_set():
+        job.close()
+    if not output:
+        from vlmkit.captioning import in_input_order
+
+        stdout.out(_render(in_input_order(records, paths), output_format or Format.text), end="", highlight=False)
+    _print_summary(result, output, stopped=stop.is_set())
+    if result.failed or result.failed_before or stop.is_set():
         raise typer.Exit(130 if stop.is_set() else 1)
 
 
@@ -144,9 +138,10 @@ def _check_format(output_format: Format | None, output: Path | None, segments: f
     if output_format in (Format.srt, Format.vtt) and not segments:
         raise UsageError(f"--format {output_format.value} needs --segments SECONDS",
                          "Subtitles need timed captions: add --segments 10, say.")
-    if output and output.suffix.lower() not in (".jsonl", ".csv"):
-        raise UsageError(f"--output {output}: use a .jsonl or .csv file",
-                         "Records are appended as each video finishes, so that a rerun resumes.")
+    if output:
+        from vlmkit.captioning import check_output_name
+
+        check_output_name(output)
     if output and output_format in (Format.jsonl, Format.csv) and output.suffix.lower() != f".{output_format.value}":
         raise UsageError(f"--format {output_format.value} does not match --output {output.name}",
                          f"Name the output FILE.{output_format.value}.")
@@ -158,44 +153,42 @@ def _check_format(output_format: Format | None, output: Path | None, segments: f
 
 def _render(records, output_format: Format) -> str:
     if output_format is Format.json:
-        return json.dumps(to_jsonable(records), indent=2) + "\n"
+        return json.dumps([r.to_dict() for r in records], indent=2) + "\n"
     if output_format is Format.text or output_format in (Format.srt, Format.vtt):
-        return "".join(f"{r.video}: {r.caption}\n" for r in records if r.status == "ok")
+        return "".join(f"{r.video}: {r.caption}\n" for r in records if r.ok)
     if output_format is Format.csv:
         from vlmkit.journal import CSV_FIELDS, csv_line
 
-        return csv_line(CSV_FIELDS) + "".join(csv_line(r) for r in map(to_jsonable, records))
-    return "".join(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n" for r in records)
+        return csv_line(CSV_FIELDS) + "".join(csv_line(r.to_row()) for r in records)
+    return "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records)
 
 
-def _print_summary(result, output: Path | None, *, stopped: bool, failed_before: int) -> None:
+def _print_summary(result, output: Path | None, *, stopped: bool) -> None:
     minutes, seconds = divmod(result.elapsed_seconds, 60)
-    earlier = f" ({failed_before} of them failed earlier: --retry-errors retries them)" if failed_before else ""
+    earlier = (f" ({result.failed_before} of them failed earlier: --retry-errors retries them)"
+               if result.failed_before else "")
     stderr.print(f"Captioned {result.captioned}, skipped {result.skipped}{earlier}, failed {result.failed} "
                  f"in {int(minutes)}m{seconds:04.1f}s ({result.videos_per_minute:.1f} videos/min)", highlight=False)
     if result.retried_oom:
         stderr.print(f"{result.retried_oom} video(s) ran out of GPU memory and were retried with half the frames "
                      "(their records say so)", highlight=False)
+    if result.peak_allocated_bytes is not None:
+        nvml = f", {gib(result.peak_nvml_used_bytes)} used on the GPU (NVML)" if result.peak_nvml_used_bytes else ""
+        estimate = f"; estimated {gib(result.estimate_bytes)}" if result.estimate_bytes else ""
+        stderr.print(f"GPU memory at batch {result.batch_size}: peak {gib(result.peak_allocated_bytes)} allocated "
+                     f"(torch){nvml}{estimate}", highlight=False)
     if stopped:
         command = shlex.join(["vlmkit", *sys.argv[1:]])
         hint = f"Resume with: {command}" if output else "Add --output FILE.jsonl to make runs resumable."
         stderr.print(f"Interrupted. {escape(hint)}", highlight=False)
 
 
-class _SubtitleNames:
-    """`<dir>/<video name>.srt`, unless two videos of this run share a name: then the second gets a suffix."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory, self.owners = directory, {}
-
-    def path_for(self, video: str, kind: str) -> Path:
-        import hashlib
-
-        name = f"{Path(video).stem}.{kind}"
-        if self.owners.setdefault(name, video) != video:
-            name = f"{Path(video).stem}-{hashlib.sha1(video.encode()).hexdigest()[:8]}.{kind}"
-            self.owners[name] = video
-        return self.directory / name
+def _print_batch_choice(choice, *, quiet: bool) -> None:
+    """Before loading: the batch size and, when it was asked for and cannot fit, why."""
+    if choice.warning:
+        warn(choice.warning)
+    if not quiet:
+        stderr.print(choice.message, highlight=False)
 
 
 class _first_interrupt_sets:
