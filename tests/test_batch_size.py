@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -90,3 +91,17 @@ def test_caption_plans_qwen_batches_for_the_largest_video_probed(fake_gpu, tmp_p
     assert only_small.resolution == (320, 180) and mixed.resolution == (1280, 720)
     assert mixed.estimate.context_tokens == 64 + 2880 + 128
     assert mixed.size < only_small.size < len(small)  # neither capped by the number of videos
+
+
+def test_caption_says_its_batch_before_the_run_and_rejects_a_bad_one(zoo_registry, capsys, tmp_path):
+    from test_cli import run
+    from videos import make_video
+
+    videos = [str(make_video(tmp_path / f"v{i}.mp4", seconds=0.5, fps=10, size=(32, 32))) for i in range(2)]
+    code, out, err = run(capsys, "--registry", str(zoo_registry), "caption", *videos, "--vlm", "tiny-llava-next-video",
+                         "--frames", "2", "--max-new-tokens", "2", "--format", "jsonl")
+    assert code == 0, err
+    assert err.startswith("batch 2 (auto on a CPU)\n")  # CPU_BATCH_SIZE, capped by the 2 videos
+    assert [json.loads(line)["video"] for line in out.splitlines()] == videos  # printed in input order
+    code, _, err = run(capsys, "--registry", str(zoo_registry), "caption", *videos, "--batch-size", "many")
+    assert code == 2 and "Error: --batch-size 'many'" in err and "Hint:" in err
