@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from vlmkit.captioning import Engine, SamplingOptions
 
 
+LOOKAHEAD_EXTRA = 32  # with batches of 128 (auto on a large GPU), 256 decoded videos would fill the RAM
+
+
 @dataclass(frozen=True)
 class BatchOptions:
     batch_size: int = 1
@@ -80,7 +83,8 @@ def run_batch(backend: CaptionBackend, videos: list[str], prompt: str, sampling:
     summary = RunSummary(skipped=skipped)
     started = time.perf_counter()
     stop = stop or threading.Event()
-    ahead = max(2 * options.batch_size, options.workers)
+    # decoded frames held ahead: a second batch's worth (the grouping's choice), at most LOOKAHEAD_EXTRA more
+    ahead = options.batch_size + max(options.workers, min(options.batch_size, LOOKAHEAD_EXTRA))
     limit = _BatchLimit(options.batch_size, on_notice)
     memory = PeakMemory(str(getattr(backend, "device", "cpu")))
     token_key = (lambda job: _job_tokens(backend, job)) if options.group_by_tokens else None
