@@ -60,11 +60,18 @@ def test_when_not_even_one_video_fits_auto_says_so(fake_gpu, llava):
     assert choice.size == 1 and "even one video may not fit" in choice.warning
 
 
-def test_on_a_cpu_auto_is_the_benchmarked_size(llava):
-    assert choose(llava, device="cpu").size == CPU_BATCH_SIZE
-    assert choose(llava, device="cpu", videos=2).size == min(2, CPU_BATCH_SIZE)
-    assert choose(llava, device="cpu", asked=3).size == 3
-    assert choose(llava, device="cpu").message == f"batch {CPU_BATCH_SIZE} (auto on a CPU)"
+def test_on_a_cpu_auto_is_the_benchmarked_size_within_the_ram(llava):
+    def on_cpu(models, **kw):
+        return choose_batch_size("auto", models=models, frames=8, max_new_tokens=128, dtype="float32",
+                                 device="cpu", videos=kw.pop("videos", 10_000), **kw)
+    registry = load_registry()
+    small = (registry.encoder("siglip-base"), registry.llm("qwen3-0.6b"))  # ~3 GiB in float32
+    assert on_cpu(small).size == CPU_BATCH_SIZE
+    assert on_cpu(small, videos=2).size == min(2, CPU_BATCH_SIZE)
+    assert on_cpu(small).message == f"batch {CPU_BATCH_SIZE} (auto on a CPU)"
+    huge = (registry.encoder("siglip-base"), registry.llm("qwen3-235b-a22b"))  # ~900 GiB: no machine here holds it
+    assert on_cpu(huge).size == 1
+    assert choose(llava, device="cpu", asked=3).size == 3  # an explicit size is kept
 
 
 def test_qwen_batches_depend_on_the_videos_resolution(fake_gpu):

@@ -8,6 +8,7 @@ size is kept, with a warning before loading when the estimate says it cannot fit
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from vlmkit.visual_tokens import RESIZED_FAMILIES
 
 SAFETY_FRACTION = 0.08  # of NVML's free memory, kept back from the estimate
 MAX_AUTO_BATCH = 128  # past this, longer prefill per batch buys little on any GPU vlmkit plans for
-CPU_BATCH_SIZE = 4  # benchmarks/RESULTS.md: the fastest batch size on the CPU with the tiny zoo
+CPU_BATCH_SIZE = 16  # benchmarks/RESULTS.md section 6c: the fastest batch size measured on the CPU (tiny zoo)
 PROBED_VIDEOS = 64  # Qwen3-VL: at most this many videos' sizes are read (evenly spread over the list)
 GIB = 2**30
 
@@ -53,17 +54,23 @@ def choose_batch_size(asked: int | str, *, models: Sequence, frames: int, max_ne
     """
     auto = asked == "auto"
     cap = max(1, min(MAX_AUTO_BATCH, videos))
-    if not device.startswith("cuda"):
-        return BatchChoice(min(CPU_BATCH_SIZE, cap) if auto else int(asked), auto)
-    free = _free_bytes(device)
-    if free is None:  # NVML cannot see the GPU torch uses: no estimate to go by
-        return BatchChoice(min(CPU_BATCH_SIZE, cap) if auto else int(asked), auto)
-    free += held_bytes
 
     def estimate(batch: int) -> MemoryEstimate:
         return estimate_peak(models, frames=frames, max_new_tokens=max_new_tokens, dtype=dtype, batch=batch,
                              resolution=resolution)
 
+    if not device.startswith("cuda"):
+        if not auto:
+            return BatchChoice(int(asked), False)
+        size = min(CPU_BATCH_SIZE, cap)
+        ram = _available_ram()
+        if models and ram:  # a large model on a small machine: only what the memory holds
+            size = max(1, largest_fitting(lambda b: estimate(b).total_bytes <= ram * (1 - SAFETY_FRACTION), size))
+        return BatchChoice(size, True)
+    free = _free_bytes(device)
+    if free is None:  # NVML cannot see the GPU torch uses: no estimate to go by
+        return BatchChoice(min(CPU_BATCH_SIZE, cap) if auto else int(asked), auto)
+    free += held_bytes
     budget = free * (1 - SAFETY_FRACTION)
     best = largest_fitting(lambda b: estimate(b).total_bytes <= budget, cap)
     if auto:
@@ -108,14 +115,15 @@ def plan_caption(asked: int | str, *, videos: Sequence[str], frames: int | None,
             vlm = plan.vlm_choice.vlm if plan.vlm_choice else None
         names = keys = {"vlm": vlm} if vlm else {"encoder": encoder, "llm": llm}
         dtype = str(resolve_dtype(dtype, device)).removeprefix("torch.")
-    if not device.startswith("cuda") or not any(names.values()):
-        return CaptionPlan(choose_batch_size(asked, models=(), frames=1, max_new_tokens=1, dtype=dtype, device="cpu",
-                                             videos=len(videos)), keys, device)
     registry = registry or load_registry()
-    try:
-        models = (registry.vlm(names["vlm"]),) if "vlm" in names else (registry.encoder(names["encoder"]),
-                                                                         registry.llm(names["llm"]))
-    except VlmkitError:  # a model outside the registry: nothing to estimate from
+    models: tuple = ()
+    if any(names.values()):
+        try:
+            models = (registry.vlm(names["vlm"]),) if names.get("vlm") else (registry.encoder(names["encoder"]),
+                                                                              registry.llm(names["llm"]))
+        except VlmkitError:  # a model outside the registry: nothing to estimate from
+            models = ()
+    if not models and device.startswith("cuda"):
         return CaptionPlan(BatchChoice(1 if asked == "auto" else int(asked), asked == "auto"), keys, device)
     held = 0
     if model is not None:
@@ -136,7 +144,7 @@ def plan_caption_batch(asked: int | str, *, models: Sequence, videos: Sequence[s
     For Qwen3-VL on CUDA the videos' sizes are probed (up to PROBED_VIDEOS of them), since its
     visual tokens depend on them; batches are planned for the largest, as a batch pads to it.
     """
-    entry = models[0]
+    entry = models[0] if models else None
     frames = frames or max_frames or getattr(entry, "default_frames", 8)
     resolution = None
     if device.startswith("cuda") and getattr(entry, "family", None) in RESIZED_FAMILIES:
@@ -179,6 +187,13 @@ def largest_video_size(paths: Sequence[str], *, limit: int = PROBED_VIDEOS) -> t
             continue
         sizes.append((info.width, info.height))
     return max(sizes, key=lambda s: s[0] * s[1], default=None)
+
+
+def _available_ram() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system that says
+        return None
 
 
 def _free_bytes(device: str) -> int | None:

@@ -214,9 +214,14 @@ def load_for_captioning(*, vlm=None, encoder=None, llm=None, projector=None, **k
     """Refuses a composed pipeline without a trained projector before any download starts."""
     from vlmkit.loading import load
 
+    require_projector(encoder, projector)
+    return load(vlm=vlm, encoder=encoder, llm=llm, projector=projector, default="vlm", **kwargs)
+
+
+def require_projector(encoder, projector) -> None:
+    """Refuses a composed pipeline without a trained projector (before anything else happens)."""
     if encoder and not projector:
         raise UsageError(
             "Captioning with --encoder/--llm needs a trained projector (--projector FILE.safetensors)",
             "An untrained projector maps frames to noise. Use --vlm KEY for an end-to-end model, "
             "or `vlmkit load --encoder ... --llm ...` to try the models without captioning.")
-    return load(vlm=vlm, encoder=encoder, llm=llm, projector=projector, default="vlm", **kwargs)

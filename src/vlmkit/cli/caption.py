@@ -67,7 +67,7 @@ def caption(
     from vlmkit.backends.base import GenerationSettings
     from vlmkit.batch import BatchOptions, local_engine
     from vlmkit.batch_size import parse_batch_size, plan_caption
-    from vlmkit.captioning import CaptionRun, SamplingOptions, load_for_captioning, named_models
+    from vlmkit.captioning import CaptionRun, SamplingOptions, load_for_captioning, named_models, require_projector
     from vlmkit.cli.progress import ProgressReporter
     from vlmkit.inputs import collect_videos
 
@@ -75,6 +75,7 @@ def caption(
     asked_batch = parse_batch_size(batch_size)
     sampling = SamplingOptions(frames, fps, min_frames, max_frames, start, end)
     sampling.validate()
+    require_projector(encoder, projector)
     if projector:
         from vlmkit.projector import check_projector_file
 
