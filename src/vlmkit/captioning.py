@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING
 from vlmkit.backends.base import GenerationSettings
 from vlmkit.errors import UsageError, VlmkitError
 from vlmkit.prompts import DEFAULT_PROMPT
-from vlmkit.records import CaptionRecord, RunSummary, Status  # noqa: F401 - re-exported: the record's old home
+from vlmkit.records import (
+    CaptionRecord,
+    Captions,
+    RunSummary,
+    Status,  # noqa: F401 - re-exported: the record's old home
+)
 from vlmkit.subtitles import SubtitleNames, write_subtitles
 
 if TYPE_CHECKING:
@@ -147,7 +152,7 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
             device: str | None = None, offline: bool = False, registry=None, model=None, batch_size: int | str = "auto",
             workers: int = 2, static_cache: bool = False, segments: float | None = None, summary: bool = False,
             strip_prefix: bool = False, output: str | Path | None = None,
-            retry_errors: bool = False) -> list[CaptionRecord]:
+            retry_errors: bool = False) -> Captions:
     """Caption one video or many; a video that fails becomes a record with status 'error'.
 
     `model` reuses a `vlmkit.load(...)` result instead of loading again (handy in notebooks).
@@ -162,11 +167,11 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
     paths = [videos] if isinstance(videos, (str, Path)) else list(videos)
     if output:
         check_output_name(Path(output))
-    records: list[CaptionRecord] = []
+    records = Captions()  # a list that Jupyter shows as a table with a summary line
     plan = plan_caption(batch_size, videos=[str(p) for p in paths], frames=frames, max_frames=max_frames,
                         max_new_tokens=max_new_tokens, registry=registry, vlm=vlm, encoder=encoder, llm=llm,
                         dtype=dtype, device=device, model=model)
-    if plan.keys and "vlm" in plan.keys:
+    if plan.keys and plan.keys.get("vlm"):
         vlm = plan.keys["vlm"]  # the default model, as planned for
 
     def load_model():
@@ -183,12 +188,12 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
     return in_input_order(records, paths)
 
 
-def in_input_order(records: list[CaptionRecord], videos: Iterable[str | Path]) -> list[CaptionRecord]:
+def in_input_order(records: list[CaptionRecord], videos: Iterable[str | Path]) -> Captions:
     """Batches group videos by visual tokens, so records arrive in another order: put them back."""
     order: dict[str, int] = {}
     for index, video in enumerate(videos):
         order.setdefault(os.path.abspath(video), index)
-    return sorted(records, key=lambda record: order.get(record.video, len(order)))
+    return Captions(sorted(records, key=lambda record: order.get(record.video, len(order))))
 
 
 def named_models(registry, *, vlm: str | None = None, encoder: str | None = None,
