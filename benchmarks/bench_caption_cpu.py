@@ -1,11 +1,13 @@
 """Captioning on the CPU with the tiny zoo: where does the time go outside model compute?
 
-Captions N generated videos with a tiny end-to-end VLM at batch sizes 1 and 4 through vlmkit's
-batch runner, and times what the model's own `generate` takes (model compute). Everything else
-(waiting for decoded frames, the processor, splitting and writing records) is the overhead.
-The anchor is the same videos through a plain loop: decode, process, generate, one at a time.
+Captions N generated videos with a tiny end-to-end VLM through vlmkit's batch runner with the
+caption command's default options (batch auto, which on a CPU is `CPU_BATCH_SIZE`), at batch 1 and
+at each of --batch-sizes, and times what the model's own `generate` takes (model compute).
+Everything else (waiting for decoded frames, the processor, splitting and writing records) is the
+overhead. The anchor is the same videos through a plain loop: decode, process, generate, one at a
+time.
 
-    .venv/bin/python benchmarks/bench_caption_cpu.py [--videos 24] [--vlm tiny-qwen3-vl]
+    .venv/bin/python benchmarks/bench_caption_cpu.py [--videos 24] [--vlm tiny-qwen3-vl] [--batch-sizes 4,8]
 """
 
 from __future__ import annotations
