@@ -55,6 +55,11 @@ def spy(backend, monkeypatch, fail_above: int | None = None) -> list[list[tuple[
     return calls
 
 
+def oom_notes(record) -> list[str]:
+    """(Short videos also carry a note that they had fewer frames than asked.)"""
+    return [note for note in record.notes if "out of memory" in note]
+
+
 def caption(backend, clips, **options):
     records, notices = [], []
     summary = run_batch(backend, [str(c) for c in clips], PROMPT, SamplingOptions(num_frames=4), SETTINGS,
@@ -71,7 +76,7 @@ def test_out_of_memory_splits_the_batch_and_lowers_the_size_once(llava, clips, m
     calls = spy(llava, monkeypatch, fail_above=2)
     records, summary, notices = caption(llava, clips, batch_size=4, group_by_tokens=False)
     assert comparable(records) == alone  # every video captioned, as alone, and no fewer frames anywhere
-    assert all(not r.notes for r in records) and summary.retried_oom == 0
+    assert not any(oom_notes(r) for r in records) and summary.retried_oom == 0
     assert len(calls[0]) == 4 and all(len(c) <= 2 for c in calls[1:])  # split, then 2 for the rest of the run
     assert summary.batch_size == 2
     assert notices == ["Out of GPU memory with a batch of 4 videos: split it; batches of at most 2 from now on"]
@@ -90,7 +95,7 @@ def test_a_single_video_out_of_memory_still_falls_back_to_fewer_frames(llava, cl
     records, summary, notices = caption(llava, clips[:2], batch_size=2, group_by_tokens=False)
     assert calls[:3] == [2, 1, 1]  # the batch split first; only then the 4-frame video alone, then halved
     assert summary.batch_size == 1 and len(notices) == 1
-    assert [r.notes for r in records] == [["CUDA out of memory with 4 frames; retried with 2"], []]
+    assert [oom_notes(r) for r in records] == [["CUDA out of memory with 4 frames; retried with 2"], []]
 
 
 @pytest.mark.parametrize("model", ["llava", "qwen"])
