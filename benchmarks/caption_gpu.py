@@ -97,8 +97,10 @@ def caption_cases(name: str, build, entry, *, gpu, args, results: dict, save, ca
     n, frames = args.new_tokens, args.frames
     device, dtype_name = gpu.device, ("float32" if gpu.device == "cpu" else "bfloat16")
     gpu.reset()
-    choice = choose_batch_size("auto", models=(entry,), frames=frames, max_new_tokens=n, dtype=dtype_name,
-                               device=device, videos=args.videos, resolution=tuple(args.frame_size))
+    # tiny models: the registry's real-size entry would size the batch for the real model
+    choice = choose_batch_size("auto", models=() if args.tiny else (entry,), frames=frames, max_new_tokens=n,
+                               dtype=dtype_name, device="cpu" if args.tiny else device, videos=args.videos,
+                               resolution=tuple(args.frame_size))
     print(f"{name}: vlmkit's default is {choice.message}", flush=True)
     started = time.perf_counter()
     backend, plain, params = build()
