@@ -21,7 +21,7 @@ from vlmkit.visual_tokens import RESIZED_FAMILIES
 
 SAFETY_FRACTION = 0.08  # of NVML's free memory, kept back from the estimate
 MAX_AUTO_BATCH = 128  # past this, longer prefill per batch buys little on any GPU vlmkit plans for
-CPU_BATCH_SIZE = 16  # benchmarks/RESULTS.md section 6c: the fastest batch size measured on the CPU (tiny zoo)
+CPU_BATCH_SIZE = 16  # benchmarks/RESULTS.md section 7c: the fastest batch size measured on the CPU (tiny zoo)
 PROBED_VIDEOS = 64  # Qwen3-VL: at most this many videos' sizes are read (evenly spread over the list)
 GIB = 2**30
 

@@ -75,7 +75,7 @@ def caption(
     asked_batch = parse_batch_size(batch_size)
     sampling = SamplingOptions(frames, fps, min_frames, max_frames, start, end)
     sampling.validate()
-    require_projector(encoder, projector)
+    require_projector(encoder, llm, projector, registry_from(ctx))
     if projector:
         from vlmkit.projector import check_projector_file
 
