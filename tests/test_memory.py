@@ -47,6 +47,8 @@ def test_recommend_counts_the_cuda_context_on_a_gpu_only(registry, fake_gpu):
     fake_gpu()
     cpu = recommend(registry=registry)
     assert cpu.gpu.source == "cpu" and cpu.choice.estimate.breakdown["cuda_context"] == 0
+    vlms = [c for c in cpu.candidates if c.vlm]  # the end-to-end VLMs are planned for the CPU too
+    assert vlms and all(c.estimate.breakdown["cuda_context"] == 0 for c in vlms)
 
 
 

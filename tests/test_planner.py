@@ -6,6 +6,7 @@ import pytest
 
 from gpus import H100, T4
 from vlmkit.errors import UsageError
+from vlmkit.gpu import GpuDevice
 from vlmkit.memory import estimate_composed, estimate_vlm, kv_cache_bytes
 from vlmkit.planner import recommend
 from vlmkit.registry import load_registry
@@ -131,3 +132,56 @@ def test_mig_slices_are_planned_one_by_one_and_said_so(registry, monkeypatch):
     result = recommend(registry=registry)
     assert any("MIG mode" in w for w in result.warnings)
     assert result.gpu.free_bytes == 39 * 2**30 and result.choice.estimate.total_bytes <= 39 * 2**30
+
+
+@pytest.mark.parametrize("gpu, vlm", [("T4", "qwen3-vl-4b"), ("L4", "llava-next-video-7b"),
+                                      ("A100-40GB", "qwen3-vl-8b"), ("H100", "qwen3-vl-32b")])
+def test_the_default_vlm_is_the_tier_s_own(registry, gpu, vlm):
+    """`caption` uses vlm_choice by default: the tier's VLM where it fits, not merely the first that fits."""
+    result = recommend(registry=registry, gpu=gpu)
+    assert result.vlm_choice.vlm == vlm and result.vlm_choice.fits
+
+
+def _nvml(name: str, mib: int) -> GpuDevice:
+    total = mib * 2**20
+    return GpuDevice(index=0, name=name, total_bytes=total, free_bytes=total - 500 * 2**20,
+                     used_bytes=500 * 2**20, compute_capability=(8, 0))
+
+
+@pytest.mark.parametrize("nvml_name, mib, known", [
+    ("NVIDIA L4", 23_034, "L4"), ("NVIDIA A10G", 23_028, "A10G"),
+    ("NVIDIA GeForce RTX 4090", 24_564, "RTX-4090"),
+    ("NVIDIA A100-SXM4-40GB", 40_960, "A100-40GB"), ("NVIDIA A100-SXM4-80GB", 81_920, "A100-80GB"),
+    ("NVIDIA H200", 143_771, "H200"),
+    ("NVIDIA A100-SXM4-80GB", 76_000, "A100-80GB"),  # within 8% of the registry's size
+    ("NVIDIA A100-SXM4-80GB", 75_000, None),  # more than 8% off: not that card
+    ("NVIDIA H100 PCIe", 40_960, None),  # an H100's name but not its memory
+    ("NVIDIA RTX A6000", 49_140, None),
+])
+def test_a_detected_gpu_gets_its_registry_name_by_name_and_memory(registry, fake_gpu, nvml_name, mib, known):
+    fake_gpu(_nvml(nvml_name, mib))
+    result = recommend(registry=registry)
+    assert result.gpu.name == (known or nvml_name)
+    assert (registry.tier(result.gpu.name) is not None) == (known is not None)
+
+
+def test_nothing_fits_says_how_much_memory_there_was(registry):
+    result = recommend(registry=registry, vram_gb=2)
+    free = 2e9 - 480 * 2**20  # --vram 2 less the driver's reserve: 1.39 GiB
+    assert result.choice is None
+    assert result.reason == "nothing fits in 1.4 GiB at 8 frames: try fewer --frames"
+    assert result.gpu.free_bytes == int(free)
+    assert recommend(registry=registry, vram_gb=2, batch_size=2).reason.endswith(" or a smaller --batch-size")
+
+
+def test_a_given_combination_that_does_not_fit_says_what_it_needs(registry):
+    result = recommend(registry=registry, vram_gb=2, encoder="siglip-base", llm="qwen3-4b")
+    needs = result.choice.estimate.total_bytes / 2**30
+    assert result.reason == (f"the combination you asked for does not fit: needs {needs:.1f} GiB, "
+                             f"{(2e9 - 480 * 2**20) / 2**30:.1f} GiB free")
+    assert 4 < needs < 20  # a 4B model's bf16 weights alone are 8 GB
+
+
+def test_a_given_combination_that_fits_says_so_and_nothing_more(registry):
+    assert recommend(registry=registry, gpu="H100", encoder="siglip-base", llm="qwen3-4b").reason == \
+        "the combination you asked for fits"
