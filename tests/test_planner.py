@@ -185,3 +185,44 @@ def test_a_given_combination_that_does_not_fit_says_what_it_needs(registry):
 def test_a_given_combination_that_fits_says_so_and_nothing_more(registry):
     assert recommend(registry=registry, gpu="H100", encoder="siglip-base", llm="qwen3-4b").reason == \
         "the combination you asked for fits"
+
+
+@pytest.mark.parametrize("limit", [1, 2, 7, 1024])
+def test_largest_fitting_finds_the_boundary_anywhere_in_its_range(limit):
+    from vlmkit.planner import largest_fitting
+
+    for boundary in sorted({0, 1, 2, limit // 2, limit - 1, limit}):
+        found = largest_fitting(lambda n, b=boundary: n <= b, limit)
+        assert found == min(boundary, limit) and type(found) is int
+
+
+def test_max_batch_is_the_boundary(registry):
+    choice = recommend(registry=registry, gpu="L4", frames=32).choice
+    n = choice.max_batch
+    assert n > 1
+    given = dict(registry=registry, gpu="L4", frames=32, encoder=choice.encoder, llm=choice.llm)
+    assert recommend(**given, batch_size=n).choice.fits and not recommend(**given, batch_size=n + 1).choice.fits
+    vlm = recommend(registry=registry, gpu="L4", vlm="llava-next-video-7b")
+    assert vlm.choice.keys() == {"vlm": "llava-next-video-7b"} and vlm.choice.max_batch >= 1
+    assert not recommend(registry=registry, gpu="L4", vlm="llava-next-video-7b",
+                         batch_size=vlm.choice.max_batch + 1).choice.fits
+
+
+def test_each_llm_gets_the_largest_encoder_within_a_tenth_of_its_size_that_fits(registry):
+    result = recommend(registry=registry, vram_gb=48)
+    for c in result.candidates:
+        if c.vlm or c.tier:
+            continue
+        llm, encoder = registry.llm(c.llm), registry.encoder(c.encoder)
+        allowed = [e for e in registry.encoders.values() if e.safetensors and e.params <= 0.1 * llm.params]
+        fitting = [e for e in allowed
+                   if recommend(registry=registry, vram_gb=48, encoder=e.key, llm=llm.key).choice.fits]
+        assert encoder.params == max(e.params for e in (fitting or allowed or [encoder]))
+
+
+def test_vlm_candidates_are_largest_first_and_only_the_tier_s_is_marked(registry):
+    result = recommend(registry=registry, vram_gb=48)
+    fitting = [c for c in result.candidates if c.vlm and c.fits]
+    assert result.vlm_choice.vlm == max(fitting, key=lambda c: registry.vlm(c.vlm).params).vlm
+    h100 = recommend(registry=registry, gpu="H100")
+    assert {c.vlm for c in h100.candidates if c.vlm and c.tier} == {"qwen3-vl-32b"}
