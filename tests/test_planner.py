@@ -226,3 +226,62 @@ def test_vlm_candidates_are_largest_first_and_only_the_tier_s_is_marked(registry
     assert result.vlm_choice.vlm == max(fitting, key=lambda c: registry.vlm(c.vlm).params).vlm
     h100 = recommend(registry=registry, gpu="H100")
     assert {c.vlm for c in h100.candidates if c.vlm and c.tier} == {"qwen3-vl-32b"}
+
+
+MIB = 2**20
+RESERVE = 480 * MIB  # the driver's share the planner takes off a named or sized GPU
+
+
+def test_a_plan_carries_the_gpu_and_settings_it_was_made_for(registry):
+    from vlmkit.planner import GpuTarget
+
+    default = recommend(registry=registry, gpu="L4")
+    assert (default.frames, default.max_new_tokens, default.batch_size, default.resolution) == (8, 128, 1, (1280, 720))
+    assert default.gpu == GpuTarget("L4", 23_034 * MIB, 23_034 * MIB - RESERVE, (8, 9), True, "--gpu")
+    assert default.vlm_choice is not None and default.dtype == "bfloat16"
+    for given in ({}, {"encoder": "siglip-base", "llm": "qwen3-4b"}, {"vlm": "qwen3-vl-4b"}):
+        result = recommend(registry=registry, gpu="T4", frames=12, max_new_tokens=64, batch_size=2,
+                           resolution=(640, 360), **given)
+        assert (result.frames, result.max_new_tokens, result.batch_size, result.resolution) == (12, 64, 2, (640, 360))
+        assert result.gpu == GpuTarget("T4", 15_360 * MIB, 15_360 * MIB - RESERVE, (7, 5), False, "--gpu")
+        assert result.dtype == "float16" and len(result.warnings) == 1 and "overflow" in result.warnings[0]
+        assert result.choice.estimate.breakdown == (
+            estimate_vlm(registry.vlm(given["vlm"]), frames=12, max_new_tokens=64, dtype="float16", batch=2,
+                         resolution=(640, 360)) if "vlm" in given else
+            estimate_composed(registry.encoder(result.choice.encoder), registry.llm(result.choice.llm), frames=12,
+                              max_new_tokens=64, dtype="float16", batch=2)).breakdown
+        assert result.candidates if not given else result.candidates == (result.choice,)
+        assert (result.vlm_choice is result.choice) == ("vlm" in given)
+    assert recommend(registry=registry, gpu="T4", dtype="float32").warnings == ()
+
+
+def test_a_sized_or_missing_gpu_is_described_exactly(registry, fake_gpu):
+    from vlmkit.planner import GpuTarget
+
+    sized = recommend(registry=registry, vram_gb=24)
+    assert sized.gpu == GpuTarget("24 GB GPU", 24_000_000_000, 24_000_000_000 - RESERVE, None, True, "--vram")
+    assert sized.warnings == ("--vram assumes a GPU with native bfloat16; name the card with --gpu for fp16 cards",)
+    assert not any(c.tier for c in sized.candidates)
+    fake_gpu()
+    cpu = recommend(registry=registry)
+    import os
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert cpu.gpu == GpuTarget("CPU", ram, ram, None, False, "cpu")
+    assert cpu.reason == "no GPU: the smallest combination, to run on the CPU (slowly); plan for a GPU with --gpu NAME"
+    vlms = [c for c in cpu.candidates if c.vlm]
+    assert cpu.vlm_choice == min(vlms, key=lambda c: c.estimate.total_bytes)
+
+
+@pytest.mark.parametrize("used_mib, warned", [(960, False), (961, True)])
+def test_memory_already_in_use_is_warned_about_past_twice_the_driver_s_share(registry, fake_gpu, used_mib, warned):
+    from dataclasses import replace
+
+    fake_gpu(replace(H100, used_bytes=used_mib * MIB, free_bytes=H100.total_bytes - used_mib * MIB))
+    result = recommend(registry=registry)
+    assert result.gpu.name == "H100" and result.gpu.free_bytes == H100.total_bytes - used_mib * MIB
+    assert result.gpu.compute_capability == (9, 0) and result.gpu.bf16 and result.gpu.vram_bytes == H100.total_bytes
+    expected = f"GPU 0 has {used_mib * MIB / 2**30:.1f} GiB in use already; planning with the " \
+               f"{(H100.total_bytes - used_mib * MIB) / 2**30:.1f} GiB free"
+    assert list(result.warnings) == ([expected] if warned else [])
+    with pytest.raises(UsageError, match="--device 1: this machine has 1 GPU"):
+        recommend(registry=registry, device=1)
