@@ -285,3 +285,17 @@ def test_memory_already_in_use_is_warned_about_past_twice_the_driver_s_share(reg
     assert list(result.warnings) == ([expected] if warned else [])
     with pytest.raises(UsageError, match="--device 1: this machine has 1 GPU"):
         recommend(registry=registry, device=1)
+
+
+def test_the_smallest_valid_options_are_accepted_and_the_next_ones_down_refused(registry):
+    assert recommend(registry=registry, gpu="H100", frames=1, max_new_tokens=1).frames == 1
+    assert recommend(registry=registry, vram_gb=0.5).gpu.vram_bytes == 500_000_000
+    for bad in ({"frames": 0}, {"max_new_tokens": 0}, {"vram_gb": 0}, {"vlm": "qwen3-vl-4b", "llm": "qwen3-4b"}):
+        with pytest.raises(UsageError):
+            recommend(registry=registry, **({"gpu": "H100"} if "vram_gb" not in bad else {}), **bad)
+
+
+def test_the_float16_warning_names_the_card_and_its_compute_capability(registry):
+    assert recommend(registry=registry, gpu="T4").warnings == (
+        "T4 (compute capability 7.5) has no native bfloat16: using float16; "
+        "Qwen models trained in bfloat16 can overflow in float16",)
