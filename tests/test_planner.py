@@ -224,6 +224,7 @@ def test_vlm_candidates_are_largest_first_and_only_the_tier_s_is_marked(registry
     result = recommend(registry=registry, vram_gb=48)
     fitting = [c for c in result.candidates if c.vlm and c.fits]
     assert result.vlm_choice.vlm == max(fitting, key=lambda c: registry.vlm(c.vlm).params).vlm
+    assert result.reason == "the largest combination that fits"  # a sized GPU has no tier
     h100 = recommend(registry=registry, gpu="H100")
     assert {c.vlm for c in h100.candidates if c.vlm and c.tier} == {"qwen3-vl-32b"}
 
@@ -290,7 +291,8 @@ def test_memory_already_in_use_is_warned_about_past_twice_the_driver_s_share(reg
 def test_the_smallest_valid_options_are_accepted_and_the_next_ones_down_refused(registry):
     assert recommend(registry=registry, gpu="H100", frames=1, max_new_tokens=1).frames == 1
     assert recommend(registry=registry, vram_gb=0.5).gpu.vram_bytes == 500_000_000
-    for bad in ({"frames": 0}, {"max_new_tokens": 0}, {"vram_gb": 0}, {"vlm": "qwen3-vl-4b", "llm": "qwen3-4b"}):
+    for bad in ({"frames": 0}, {"max_new_tokens": 0}, {"vram_gb": 0}, {"vlm": "qwen3-vl-4b", "llm": "qwen3-4b"},
+                {"vlm": "qwen3-vl-4b", "encoder": "siglip-base", "llm": "qwen3-4b"}):
         with pytest.raises(UsageError):
             recommend(registry=registry, **({"gpu": "H100"} if "vram_gb" not in bad else {}), **bad)
 
