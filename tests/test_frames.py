@@ -277,3 +277,32 @@ def test_importing_the_module_loads_neither_av_nor_numpy():
     code = "import sys, vlmkit.frames; print(sorted({'av', 'numpy'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_target_times_defaults_are_eight_frames_and_at_least_one():
+    from vlmkit.frames import target_times
+
+    assert target_times(10.0) == [0.625 + 1.25 * i for i in range(8)]  # centres of 8 equal segments
+    assert target_times(10.0, num_frames=None, fps=0.05) == [5.0]  # half a frame at 0.05 fps: still one
+
+
+@pytest.mark.parametrize("options, ok", [
+    ({"num_frames": 1}, True), ({"num_frames": 0}, False),
+    ({"num_frames": None, "fps": 0.01}, True), ({"num_frames": None, "fps": 0}, False),
+    ({"min_frames": 3, "max_frames": 3}, True), ({"min_frames": 3, "max_frames": 2}, False),
+    ({"start": 0}, True), ({"start": -0.1}, False),
+    ({"start": 2, "end": 2.1}, True), ({"start": 2, "end": 2}, False),
+    ({"end": 0.5}, True), ({"end": 0}, False),
+])
+def test_sampling_option_boundaries(options, ok):
+    from vlmkit.frames import check_sampling_options
+
+    given = {"num_frames": 8, "fps": None, "min_frames": 1, "max_frames": None, "start": None, "end": None,
+             "timeout": None} | options
+    if ok:
+        check_sampling_options(**given)
+        return
+    with pytest.raises(UsageError) as caught:
+        check_sampling_options(**given)
+    assert caught.value.hint == "See `vlmkit caption --help` for the sampling options."
+    assert isinstance(caught.value.message, str) and caught.value.message
