@@ -69,3 +69,28 @@ def test_the_kv_cache_grows_with_the_batch(registry):
 
     llm = registry.llm("qwen3-8b")
     assert kv_cache_bytes(llm, 100, 2, batch=4) == 4 * kv_cache_bytes(llm, 100, 2) == 4 * 100 * 144 * 1024
+
+
+def test_an_estimate_records_what_it_was_made_for_and_sizes_the_kv_cache_by_hand(registry):
+    """The KV cache by hand (2 x layers x kv_heads x head_dim x 2 bytes x tokens); the fields read back."""
+    from vlmkit.visual_tokens import video_tokens
+
+    def kv(model, tokens):
+        return 2 * model.layers * model.kv_heads * model.head_dim * 2 * tokens
+
+    encoder, llm = registry.encoder("siglip-base"), registry.llm("qwen3-4b")
+    composed = estimate_composed(encoder, llm, frames=8, max_new_tokens=128, dtype="bfloat16")
+    assert (composed.dtype, composed.frames, composed.batch) == ("bfloat16", 8, 1)
+    assert composed.breakdown["kv_cache"] == kv(llm, composed.context_tokens)
+    three = estimate_composed(encoder, llm, frames=8, max_new_tokens=128, dtype="bfloat16", batch=3)
+    assert three.batch == 3 and three.breakdown["kv_cache"] == 3 * kv(llm, composed.context_tokens)
+    for key, resolution in (("qwen3-vl-4b", (640, 360)), ("qwen3-vl-4b", (1920, 1080)), ("llava-next-video-7b", None)):
+        vlm = registry.vlm(key)
+        est = estimate_vlm(vlm, frames=8, max_new_tokens=128, dtype="bfloat16", resolution=resolution)
+        assert (est.dtype, est.frames, est.batch) == ("bfloat16", 8, 1)
+        assert est.context_tokens == 64 + video_tokens(vlm, 8, resolution) + 128
+        assert est.breakdown["kv_cache"] == kv(vlm, est.context_tokens)
+        assert est.breakdown["weights"] == vlm.params * 2
+    small, large = (estimate_vlm(registry.vlm("qwen3-vl-4b"), frames=8, max_new_tokens=128, dtype="bfloat16",
+                                 resolution=r).context_tokens for r in ((640, 360), (1920, 1080)))
+    assert small < large  # Qwen3-VL's token count follows the video's size
