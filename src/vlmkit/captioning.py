@@ -119,12 +119,14 @@ def run(videos: Iterable[str | Path], model=None, *, output: str | Path | None =
         prompt: str = DEFAULT_PROMPT, sampling: SamplingOptions = SamplingOptions(),
         settings: GenerationSettings | None = None, options: BatchOptions | None = None,
         subtitles: str | None = None, subtitle_dir: str | Path | None = None, models: dict[str, str] | None = None,
-        on_record: Callable[[CaptionRecord], None] | None = None, stop: threading.Event | None = None) -> RunSummary:
+        on_record: Callable[[CaptionRecord], None] | None = None, stop: threading.Event | None = None,
+        engine: Engine | None = None) -> RunSummary:
     """Caption `videos` resumably: with `output`, videos recorded there before are skipped.
 
     `model` is a `vlmkit.load(...)` result, or a function returning one, called only when some
     video is left to caption. `models` (registry keys), when known, refuses a mismatched output
-    before anything loads.
+    before anything loads. An `engine` (e.g. `engines.ray_engine.RayEngine`) captions instead of
+    `model`, whose records carry `models`.
     """
     from vlmkit.batch import BatchOptions, local_engine
 
@@ -133,6 +135,10 @@ def run(videos: Iterable[str | Path], model=None, *, output: str | Path | None =
                     subtitles=subtitles, subtitle_dir=subtitle_dir) as job:
         if not job.todo:
             return job.summary()
+        if engine is not None:
+            if not models:
+                raise UsageError("A caption engine needs the models named", "Give vlm= (or encoder= and llm=).")
+            return job.caption(engine, models=models, on_record=on_record, stop=stop)
         loaded = model if hasattr(model, "backend") else model()
         engine = local_engine(loaded.backend, prompt, sampling, settings or GenerationSettings(),
                               options or BatchOptions())
@@ -147,13 +153,15 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
             device: str | None = None, offline: bool = False, registry=None, model=None, batch_size: int = 1,
             workers: int = 2, static_cache: bool = False, segments: float | None = None, summary: bool = False,
             strip_prefix: bool = False, output: str | Path | None = None,
-            retry_errors: bool = False) -> list[CaptionRecord]:
+            retry_errors: bool = False, engine: str = "local", ray_options=None) -> list[CaptionRecord]:
     """Caption one video or many; a video that fails becomes a record with status 'error'.
 
     `model` reuses a `vlmkit.load(...)` result instead of loading again (handy in notebooks).
     With `output` (.jsonl or .csv) each record is appended there as it finishes, and a second call
     captions only the videos not recorded yet (and, with `retry_errors`, those that failed);
     the list returned holds this call's records.
+    `engine="ray"` captions on a pool of Ray workers (`ray_options`: an `engines.ray_engine.RayOptions`),
+    each loading the named model itself; `workers` stays the decode threads inside each.
     """
     from vlmkit.batch import BatchOptions
 
@@ -161,19 +169,37 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
     if output:
         check_output_name(Path(output))
     records: list[CaptionRecord] = []
-
-    def load_model():
-        return load_for_captioning(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype,
-                                   device=device, offline=offline, registry=registry)
-
-    run(paths, model or load_model, output=output, retry_errors=retry_errors, prompt=prompt,
-        sampling=SamplingOptions(frames, fps, min_frames, max_frames, start, end),
-        settings=GenerationSettings(max_new_tokens, temperature, seed, static_cache),
-        options=BatchOptions(batch_size=batch_size, workers=workers, segments=segments, summary=summary,
-                             strip_prefix=strip_prefix),
-        models=named_models(registry, vlm=vlm, encoder=encoder, llm=llm) if output and not model else None,
-        on_record=records.append)
+    load_kwargs = dict(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype, device=device,
+                       offline=offline, registry=registry)
+    sampling = SamplingOptions(frames, fps, min_frames, max_frames, start, end)
+    settings = GenerationSettings(max_new_tokens, temperature, seed, static_cache)
+    options = BatchOptions(batch_size=batch_size, workers=workers, segments=segments, summary=summary,
+                           strip_prefix=strip_prefix)
+    named = named_models(registry, vlm=vlm, encoder=encoder, llm=llm) if not model else None
+    pool = None
+    if engine == "ray":
+        pool = ray_engine(named, prompt, sampling, settings, options, ray_options, **load_kwargs)
+    elif engine != "local":
+        raise UsageError(f"engine={engine!r}: use 'local' or 'ray'", "The local engine captions in this process.")
+    run(paths, model or (lambda: load_for_captioning(**load_kwargs)), output=output, retry_errors=retry_errors,
+        prompt=prompt, sampling=sampling, settings=settings, options=options,
+        models=named if output or pool else None, on_record=records.append, engine=pool)
     return records
+
+
+def ray_engine(models: dict[str, str] | None, prompt: str, sampling: SamplingOptions, settings: GenerationSettings,
+               options: BatchOptions, ray_options=None, **load_kwargs) -> Engine:
+    """The Ray engine for named models (each worker loads them: a default picked per machine could differ)."""
+    from vlmkit.engines import load_ray_engine
+
+    if not models:
+        raise UsageError("--engine ray needs the model named: --vlm KEY (or --encoder KEY --llm KEY --projector FILE)",
+                         "Each Ray worker loads it on its own machine; `vlmkit recommend` suggests one.")
+    if load_kwargs.get("encoder") and not load_kwargs.get("projector"):
+        load_for_captioning(**load_kwargs)  # refuses it with the usual message, before Ray starts
+    ray = load_ray_engine()
+    return ray.RayEngine(ray.ray_loader(**load_kwargs), models, prompt, sampling, settings, options,
+                         ray_options or ray.RayOptions())
 
 
 def named_models(registry, *, vlm: str | None = None, encoder: str | None = None,

@@ -99,6 +99,8 @@ class RunSummary:
     interrupted: bool = False
     retried_oom: int = 0
     failed_before: int = 0  # of the skipped, how many have an error record (--retry-errors retries them)
+    workers: list[str] = field(default_factory=list)  # Ray engine: one line per worker (where, which GPU)
+    worker_restarts: int = 0  # Ray engine: worker processes that died and were started again
 
     @property
     def videos_per_minute(self) -> float:

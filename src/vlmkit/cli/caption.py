@@ -18,8 +18,13 @@ from vlmkit.cli.load import DeviceOpt
 from vlmkit.cli.options import DtypeOpt, EncoderOpt, LlmOpt, MaxNewTokensOpt, OfflineOpt, ProjectorOpt, VlmOpt
 from vlmkit.cli.render import stderr, stdout, warn
 from vlmkit.cli.state import registry_from
-from vlmkit.errors import UsageError
+from vlmkit.errors import RunStoppedError, UsageError
 from vlmkit.prompts import DEFAULT_PROMPT
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 class Format(str, Enum):
@@ -62,15 +67,25 @@ def caption(
     dtype: DtypeOpt = None,
     device: DeviceOpt = None,
     offline: OfflineOpt = False,
+    engine: Annotated[Engine, typer.Option("--engine", help="local: this process; ray: a pool of Ray workers, one model each (pip install 'vlmkit[ray]').")] = Engine.local,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --engine ray: a running cluster (auto, HOST:6379, ray://HOST:10001). Default: RAY_ADDRESS, else a local Ray for this run.")] = None,
+    ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", min=1, help="With --engine ray: workers (one model each). Default: one per GPU, one without GPUs.")] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option("--gpus-per-worker", min=0, help="With --engine ray: GPUs per worker (default 1 where there are GPUs).")] = None,
+    cpus_per_worker: Annotated[Optional[float], typer.Option("--cpus-per-worker", min=0.01, help="With --engine ray: CPUs per worker (default 1 with GPUs, else the CPUs shared out).")] = None,
+    isolate_suspects: Annotated[bool, typer.Option("--isolate-suspects", help="With --engine ray: when a video kills its worker, caption the videos it held one at a time and record the killer as an error.")] = False,
 ) -> None:
     """Caption videos. Default model: the end-to-end VLM `recommend` picks for this machine."""
     from vlmkit.backends.base import GenerationSettings
     from vlmkit.batch import BatchOptions, local_engine
-    from vlmkit.captioning import CaptionRun, SamplingOptions, load_for_captioning, named_models
+    from vlmkit.captioning import CaptionRun, SamplingOptions, load_for_captioning, named_models, ray_engine
     from vlmkit.cli.progress import ProgressReporter
     from vlmkit.inputs import collect_videos
 
     output_format = _check_format(output_format, output, segments)
+    if engine is Engine.local and (ray_address or ray_workers or gpus_per_worker is not None
+                                   or cpus_per_worker is not None or isolate_suspects):
+        raise UsageError("--ray-address, --ray-workers, --gpus-per-worker, --cpus-per-worker and --isolate-suspects "
+                         "go with --engine ray", "Add --engine ray, or drop them.")
     sampling = SamplingOptions(frames, fps, min_frames, max_frames, start, end)
     sampling.validate()
     if projector:
@@ -81,7 +96,19 @@ def caption(
     if not paths:
         raise UsageError("No videos to caption", "Name video files or directories, or pass --list FILE.")
     # named models: refuse a mixed dataset before loading anything
-    models = named_models(registry_from(ctx), vlm=vlm, encoder=encoder, llm=llm) if output else None
+    models = named_models(registry_from(ctx), vlm=vlm, encoder=encoder, llm=llm) if output or engine is Engine.ray \
+        else None
+    settings = GenerationSettings(max_new_tokens, temperature, seed, static_cache)
+    options = BatchOptions(batch_size=batch_size, workers=workers, segments=segments, summary=summary,
+                           strip_prefix=strip_prefix)
+    pool = None
+    if engine is Engine.ray:
+        from vlmkit.engines.ray_engine import RayOptions
+
+        pool = ray_engine(models, prompt, sampling, settings, options,
+                          RayOptions(ray_address, ray_workers, gpus_per_worker, cpus_per_worker, isolate_suspects),
+                          vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype, device=device,
+                          offline=offline, registry=registry_from(ctx))
     subtitles = output_format.value if output_format in (Format.srt, Format.vtt) else None
     job = CaptionRun(paths, prompt=prompt, output=output, retry_errors=retry_errors, models=models,
                      subtitles=subtitles)
@@ -89,7 +116,7 @@ def caption(
         stderr.print(f"Resuming {output}: {job.skipped} of {len(paths)} videos already recorded", highlight=False)
 
     records: list = []
-    progress = ProgressReporter(total=len(job.todo), quiet=quiet)
+    progress = ProgressReporter(total=len(job.todo), quiet=quiet, status=pool.status if pool else None)
     stop = threading.Event()
 
     def on_record(record) -> None:
@@ -99,20 +126,24 @@ def caption(
 
     try:
         result = job.summary()
-        if job.todo:
+        if job.todo and pool:
+            with _first_interrupt_sets(stop), progress:
+                result = job.caption(pool, models=models, on_record=on_record, stop=stop)
+        elif job.todo:
             model = load_for_captioning(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype,
                                         device=device, offline=offline, registry=registry_from(ctx))
-            engine = local_engine(model.backend, prompt, sampling,
-                                  GenerationSettings(max_new_tokens, temperature, seed, static_cache),
-                                  BatchOptions(batch_size=batch_size, workers=workers, segments=segments,
-                                               summary=summary, strip_prefix=strip_prefix))
             with _first_interrupt_sets(stop), progress:
-                result = job.caption(engine, models=model.backend.keys, on_record=on_record, stop=stop)
+                result = job.caption(local_engine(model.backend, prompt, sampling, settings, options),
+                                     models=model.backend.keys, on_record=on_record, stop=stop)
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keeping what is written
         stderr.print("Stopped. Records written so far are kept"
-                     + (f"; resume with: {escape(shlex.join(['vlmkit', *sys.argv[1:]]))}" if output else "."),
+                     + (f"; resume with: {escape(_command())}" if output else "."),
                      highlight=False)
         raise typer.Exit(130) from None
+    except RunStoppedError as exc:  # e.g. a Ray worker died on the same videos: what was written stays
+        if output:
+            exc.hint = f"{exc.hint or ''} Resume with: {_command()}".strip()
+        raise
     finally:
         job.close()
     if not output:
@@ -157,13 +188,19 @@ def _print_summary(result, output: Path | None, *, stopped: bool) -> None:
                if result.failed_before else "")
     stderr.print(f"Captioned {result.captioned}, skipped {result.skipped}{earlier}, failed {result.failed} "
                  f"in {int(minutes)}m{seconds:04.1f}s ({result.videos_per_minute:.1f} videos/min)", highlight=False)
+    if result.workers:
+        restarts = f", {result.worker_restarts} restarted after dying" if result.worker_restarts else ""
+        stderr.print(f"{len(result.workers)} Ray worker(s){restarts}: {'; '.join(result.workers)}", highlight=False)
     if result.retried_oom:
         stderr.print(f"{result.retried_oom} video(s) ran out of GPU memory and were retried with half the frames "
                      "(their records say so)", highlight=False)
     if stopped:
-        command = shlex.join(["vlmkit", *sys.argv[1:]])
-        hint = f"Resume with: {command}" if output else "Add --output FILE.jsonl to make runs resumable."
+        hint = f"Resume with: {_command()}" if output else "Add --output FILE.jsonl to make runs resumable."
         stderr.print(f"Interrupted. {escape(hint)}", highlight=False)
+
+
+def _command() -> str:
+    return shlex.join(["vlmkit", *sys.argv[1:]])
 
 
 class _first_interrupt_sets:

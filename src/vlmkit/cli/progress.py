@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.markup import escape
@@ -14,8 +15,9 @@ PLAIN_EVERY_SECONDS = 10.0
 
 
 class ProgressReporter:
-    def __init__(self, total: int, quiet: bool = False) -> None:
+    def __init__(self, total: int, quiet: bool = False, status: Callable[[], str] | None = None) -> None:
         self.total, self.quiet, self.done = total, quiet, 0
+        self.status = status or (lambda: "")  # e.g. the Ray engine's "2 workers alive"
         self.started = time.perf_counter()  # restarted on entering: model loading is not captioning
         self.last_line = 0.0
         self.bar: Progress | None = None
@@ -38,7 +40,7 @@ class ProgressReporter:
         self.done += 1
         rate = self.done / max(time.perf_counter() - self.started, 1e-9)
         if self.bar:
-            self.bar.update(self.task, advance=1, rate=f"{rate:.2f} videos/s")
+            self.bar.update(self.task, advance=1, rate=", ".join(filter(None, [f"{rate:.2f} videos/s", self.status()])))
             if record.status != "ok":
                 self.bar.console.print(f"[red]failed[/red] {escape(_failure(record))}", highlight=False)
             return
@@ -50,8 +52,9 @@ class ProgressReporter:
         if now - self.last_line >= PLAIN_EVERY_SECONDS or self.done == self.total:
             self.last_line = now
             left = (self.total - self.done) / rate if rate else 0
-            stderr.print(f"{self.done}/{self.total} videos, {rate:.2f} videos/s, about {left:.0f} s left",
-                         highlight=False)
+            status = self.status()
+            stderr.print(f"{self.done}/{self.total} videos, {rate:.2f} videos/s, about {left:.0f} s left"
+                         + (f", {status}" if status else ""), highlight=False)
 
 
 def _failure(record) -> str:
