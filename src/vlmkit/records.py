@@ -101,6 +101,7 @@ class RunSummary:
     failed_before: int = 0  # of the skipped, how many have an error record (--retry-errors retries them)
     workers: list[str] = field(default_factory=list)  # Ray engine: one line per worker (where, which GPU)
     worker_restarts: int = 0  # Ray engine: worker processes that died and were started again
+    startup_seconds: float = 0.0  # Ray engine: starting Ray and loading the model on every worker
 
     @property
     def videos_per_minute(self) -> float:

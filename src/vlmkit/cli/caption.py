@@ -190,7 +190,8 @@ def _print_summary(result, output: Path | None, *, stopped: bool) -> None:
                  f"in {int(minutes)}m{seconds:04.1f}s ({result.videos_per_minute:.1f} videos/min)", highlight=False)
     if result.workers:
         restarts = f", {result.worker_restarts} restarted after dying" if result.worker_restarts else ""
-        stderr.print(f"{len(result.workers)} Ray worker(s){restarts}: {'; '.join(result.workers)}", highlight=False)
+        stderr.print(f"{len(result.workers)} Ray worker(s){restarts}, ready after {result.startup_seconds:.1f}s: "
+                     f"{'; '.join(result.workers)}", highlight=False)
     if result.retried_oom:
         stderr.print(f"{result.retried_oom} video(s) ran out of GPU memory and were retried with half the frames "
                      "(their records say so)", highlight=False)

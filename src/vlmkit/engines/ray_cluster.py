@@ -33,11 +33,11 @@ def ray_cluster(address: str | None = None) -> Iterator[Cluster]:
 
     A Ray this process is already connected to (`ray.init()` in a notebook) is used as it is.
     """
+    _quiet_ray_logs()
     if ray.is_initialized():
         yield _describe(started_here=False)
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    _quiet_ray_logs()
     if address:
         try:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)

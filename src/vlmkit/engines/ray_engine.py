@@ -21,6 +21,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ from vlmkit.engines.ray_cluster import Cluster, ray_cluster
 from vlmkit.errors import ModelLoadError, RunStoppedError, VlmkitError
 from vlmkit.records import CaptionRecord, RunSummary, Status
 
+WAIT_FOR_WORKERS_SECONDS = 3 * 3600  # loading (and downloading) the model on every worker
 CRASHED = "its worker process died while captioning it ({attempts}): it was isolated and recorded as failed"
 
 
@@ -73,7 +75,7 @@ class RayEngine:
 
     def __call__(self, videos: list[str], on_record: Callable[[CaptionRecord], None],
                  stop: threading.Event) -> RunSummary:
-        summary, started = RunSummary(), time.perf_counter()
+        summary, started = RunSummary(), time.time()  # wall clock: compared with the workers' start times
         todo = [os.path.abspath(v) for v in videos]  # workers on other nodes have other working directories
 
         def record(result: CaptionRecord) -> None:
@@ -85,7 +87,7 @@ class RayEngine:
         done: set[str] = set()
         with ray_cluster(self.ray_options.address) as cluster:
             size, gpus, cpus = self.pool(cluster)
-            self.tracker = _Tracker.options(num_cpus=0).remote()
+            self.tracker = _Tracker.options(num_cpus=0).remote(size)
             while todo and not stop.is_set():
                 try:
                     self._stream(todo, size, gpus, cpus, record, stop)
@@ -131,11 +133,16 @@ class RayEngine:
         per_task = _videos_per_task(self.batch_options)
         dataset = ray.data.from_items([{"video": v} for v in todo],
                                       override_num_blocks=max(1, math.ceil(len(todo) / per_task)))
-        results = dataset.map_batches(
-            _Captioner, batch_size=per_task, compute=ray.data.ActorPoolStrategy(size=size),
-            fn_constructor_kwargs=dict(self.captioner_args, tracker=self.tracker),
-            num_gpus=gpus, num_cpus=cpus, max_restarts=self.ray_options.max_retries,
-            max_task_retries=self.ray_options.max_retries)
+        context = ray.data.DataContext.get_current()
+        context.wait_for_min_actors_s = WAIT_FOR_WORKERS_SECONDS  # start when every worker has its model
+        with warnings.catch_warnings():  # Ray 2.60 has no named parameter for bounded restarts yet
+            warnings.simplefilter("ignore", DeprecationWarning)
+            results = dataset.map_batches(
+                _Captioner, batch_size=per_task,
+                compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1),
+                fn_constructor_kwargs=dict(self.captioner_args, tracker=self.tracker),
+                num_gpus=gpus, num_cpus=cpus, max_restarts=self.ray_options.max_retries,
+                max_task_retries=self.ray_options.max_retries)
         try:
             for row in results.iter_rows():
                 record(CaptionRecord.from_dict(json.loads(row["record"])))
@@ -184,12 +191,14 @@ class RayEngine:
             ray.kill(actor)
 
     def _finish(self, summary: RunSummary, started: float) -> None:
-        summary.elapsed_seconds = time.perf_counter() - started
+        """Times split as locally: captioning from the moment every worker had loaded its model."""
+        ended, ready = time.time(), started
         try:
-            workers, restarts = ray.get(self.tracker.report.remote(), timeout=10)
-            summary.workers, summary.worker_restarts = workers, restarts
+            summary.workers, summary.worker_restarts, ready = ray.get(self.tracker.report.remote(), timeout=10)
         except RayError:
             pass
+        ready = min(max(ready or started, started), ended)
+        summary.startup_seconds, summary.elapsed_seconds = ready - started, ended - ready
 
 
 def _videos_per_task(options: BatchOptions) -> int:
@@ -240,11 +249,13 @@ def _where(device: str) -> str:
 class _Tracker:
     """Which videos each worker is captioning, so that the ones a dead worker held can be named."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool_size: int) -> None:
+        self.pool_size = pool_size
         self.workers: dict[str, str] = {}  # actor id -> where it runs
         self.current: dict[str, list[str]] = {}  # actor id -> videos it is captioning now
         self.died_holding: dict[str, list[str]] = {}  # actor id -> videos its earlier incarnations died on
         self.restarts = 0
+        self.ready_at: float | None = None
         self.load_error: tuple[str, str | None] | None = None
 
     def load_failed(self, message: str, hint: str | None) -> None:
@@ -255,6 +266,8 @@ class _Tracker:
             self.restarts += 1
             self.died_holding.setdefault(actor_id, []).extend(self.current.pop(actor_id, []))
         self.workers[actor_id] = where
+        if self.ready_at is None and len(self.workers) >= self.pool_size:
+            self.ready_at = time.time()  # the last worker of the pool has loaded its model
 
     def started(self, actor_id: str, videos: list[str]) -> None:
         self.current[actor_id] = videos
@@ -274,8 +287,8 @@ class _Tracker:
     def why_not_loaded(self) -> tuple[str, str | None] | None:
         return self.load_error
 
-    def report(self) -> tuple[list[str], int]:
-        return sorted(self.workers.values()), self.restarts
+    def report(self) -> tuple[list[str], int, float | None]:
+        return sorted(self.workers.values()), self.restarts, self.ready_at
 
 
 def _first_line(exc: BaseException) -> str:
