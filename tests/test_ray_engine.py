@@ -29,6 +29,7 @@ ray = pytest.importorskip("ray")
 HERE = Path(__file__).resolve().parent
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 GOOD = 6
+MANY = 30
 SETTINGS = ["--vlm", "tiny-qwen3-vl", "--frames", "2", "--max-new-tokens", "8", "--workers", "1"]
 
 
@@ -59,12 +60,24 @@ def mixed_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def many_dir(tmp_path_factory) -> Path:
+    """Enough videos that a run is still going when its first records are written."""
+    root = tmp_path_factory.mktemp("many")
+    for i in range(MANY):
+        make_video(root / f"clip{i:02d}.mp4", seconds=1, fps=10, size=(32, 32))
+    make_corrupt(root / "bad_corrupt.mp4")
+    make_not_video(root / "bad_text.mp4")
+    return root
+
+
+@pytest.fixture(scope="module")
 def registry(zoo_registry):
     return load_registry(zoo_registry)
 
 
 def vlmkit(zoo_registry: Path, *args: str) -> subprocess.Popen:
-    env = os.environ | RAY_ENV | {"VLMKIT_REGISTRY": str(zoo_registry), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | RAY_ENV  # no address: a Ray of its own
+    env |= {"VLMKIT_REGISTRY": str(zoo_registry), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
     return subprocess.Popen([sys.executable, "-m", "vlmkit", "caption", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -115,3 +128,86 @@ def test_two_workers_give_the_local_records_each_on_its_own_gpu_and_the_api_resu
     assert without_timings(records(out)) == without_timings([r.to_dict() for r in local])
     devices = sorted(w.split("CUDA_VISIBLE_DEVICES=")[1] for w in summary.workers)
     assert devices == ["0)", "1)"], summary.workers  # each worker its own (logical) GPU
+
+
+def wait_for_lines(path: Path, count: int, process: subprocess.Popen, limit: float = 300) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and process.poll() is None:
+        if path.exists() and path.read_text().count("\n") >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the run wrote fewer than {count} records (exit {process.poll()}): "
+                         f"{process.stderr.read() if process.poll() is not None else ''}")
+
+
+def test_sigkill_of_the_driver_leaves_no_ray_process_and_a_rerun_records_every_video_once(
+        ray_address, zoo_registry, many_dir, tmp_path):
+    out = tmp_path / "captions.jsonl"
+    args = [str(many_dir), *SETTINGS, "-o", str(out), "--engine", "ray", "--ray-workers", "1"]
+    before = set(ray_sessions().values())
+    first = vlmkit(zoo_registry, *args)  # no address: a local Ray of its own, started for this run
+    wait_for_lines(out, 2, first)
+    session = set(ray_sessions().values()) - before
+    assert len(session) == 1 and Path(next(iter(session))).is_dir()
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    killed_at = len(out.read_text().splitlines())
+    assert 2 <= killed_at < MANY + 2
+
+    temp_dir = Path(next(iter(session)))
+    deadline = time.monotonic() + 30
+    while ((left := [pid for pid, s in ray_sessions().items() if s in session]) or temp_dir.exists()) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, subprocess.run(["ps", "-o", "pid,args", "-p", ",".join(map(str, left))],
+                                    capture_output=True, text=True).stdout
+    assert not temp_dir.exists()  # its temporary directory went with it
+
+    second = vlmkit(zoo_registry, *args, "--ray-address", ray_address)
+    _, err = second.communicate(timeout=300)
+    assert second.returncode == 1, err  # the bad files failed
+    assert "Resuming" in err and "Traceback" not in err
+    got = records(out)
+    assert len(got) == len({r["video"] for r in got}) == MANY + 2, err  # every video once
+    good = sorted(Path(r["video"]).name for r in got if r["status"] == "ok")
+    assert good == [f"clip{i:02d}.mp4" for i in range(MANY)]
+    assert all(r["error"] for r in got if r["status"] == "error")
+
+
+def test_a_video_that_kills_its_worker_stops_the_run_and_isolate_suspects_records_it(
+        ray_address, zoo_registry, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("clip0", "clip1", "clip2", "ray-poison"):  # tasks of two: [clip0, clip1], [clip2, ray-poison]
+        make_video(videos / f"{name}.mp4", seconds=1, fps=10, size=(32, 32))
+    out = tmp_path / "captions.jsonl"
+    args = [str(videos), *SETTINGS, "-o", str(out), "--engine", "ray", "--ray-address", ray_address,
+            "--ray-workers", "1"]
+    started = time.monotonic()
+    run = vlmkit(zoo_registry, *args)
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 1, err
+    assert time.monotonic() - started < 240  # three deaths (the first try and two retries), then it stops
+    assert f"died 3 time(s) while captioning: {videos / 'clip2.mp4'}, {videos / 'ray-poison.mp4'}" in err, err
+    assert "--isolate-suspects" in err and "Resume with: vlmkit caption" in err and "Traceback" not in err
+    # only what finished before the crash (Ray Data may drop a finished batch not yet handed over: redone later)
+    assert {Path(r["video"]).name for r in records(out)} <= {"clip0.mp4", "clip1.mp4"}
+
+    isolated = vlmkit(zoo_registry, *args, "--isolate-suspects")
+    _, err = isolated.communicate(timeout=300)
+    assert isolated.returncode == 1 and "failed 1" in err, err
+    got = {Path(r["video"]).name: r for r in records(out)}
+    assert len(got) == len(records(out)) == 4
+    assert sorted(name for name, r in got.items() if r["status"] == "ok") == ["clip0.mp4", "clip1.mp4", "clip2.mp4"]
+    assert "worker process died" in got["ray-poison.mp4"]["error"]
+
+
+def test_without_ray_installed_engine_ray_is_one_clear_error(zoo_registry, mixed_dir):
+    probe = ("import sys; sys.modules['ray'] = None\n"  # as if Ray were not installed
+             "from vlmkit.cli.app import main\n"
+             f"main(['caption', {str(mixed_dir / 'clip0.mp4')!r}, '--vlm', 'tiny-qwen3-vl', '--engine', 'ray'])\n")
+    env = os.environ | {"VLMKIT_REGISTRY": str(zoo_registry), "NO_COLOR": "1"}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1
+    assert "Error: --engine ray needs Ray, which is not installed" in result.stderr
+    assert "Hint: pip install 'vlmkit[ray]'" in result.stderr and "Traceback" not in result.stderr
