@@ -113,19 +113,22 @@ def test_two_workers_give_the_local_records_each_on_its_own_gpu_and_the_api_resu
     from vlmkit.prompts import DEFAULT_PROMPT
 
     videos = sorted(mixed_dir.iterdir())
-    local = caption(videos, model=load(vlm="tiny-qwen3-vl", registry=registry), frames=2, max_new_tokens=8)
+    model = load(vlm="tiny-qwen3-vl", registry=registry)
+    local = caption(videos, model=model, frames=2, max_new_tokens=8)
     out = tmp_path / "captions.jsonl"
-    first = caption(videos[1:3], vlm="tiny-qwen3-vl", registry=registry, frames=2, max_new_tokens=8, output=out,
-                    workers=1, engine="ray", ray_options=RayOptions(workers=1))  # on this process's Ray
+    first = caption(videos[1:3], model=model, frames=2, max_new_tokens=8, output=out)  # a run the Ray one resumes
     assert [(Path(r.video).name, r.status) for r in first] == [("bad_text.mp4", "error"), ("clip0.mp4", "ok")]
 
     sampling, settings = SamplingOptions(num_frames=2), GenerationSettings(max_new_tokens=8)
     engine = ray_engine({"vlm": "tiny-qwen3-vl"}, DEFAULT_PROMPT, sampling, settings, BatchOptions(workers=1),
                         RayOptions(workers=2), vlm="tiny-qwen3-vl", registry=registry)
     summary = run(videos, output=out, engine=engine, models={"vlm": "tiny-qwen3-vl"}, sampling=sampling,
-                  settings=settings)
+                  settings=settings)  # on this process's Ray (the fixture's ray.init)
     assert (summary.captioned, summary.failed, summary.skipped, summary.failed_before) == (GOOD - 1, 1, 2, 1)
     assert without_timings(records(out)) == without_timings([r.to_dict() for r in local])
+    again = caption(videos, vlm="tiny-qwen3-vl", registry=registry, frames=2, max_new_tokens=8, output=out,
+                    engine="ray", ray_options=RayOptions(workers=1))
+    assert again == []  # all recorded: nothing left to do
     devices = sorted(w.split("CUDA_VISIBLE_DEVICES=")[1] for w in summary.workers)
     assert devices == ["0)", "1)"], summary.workers  # each worker its own (logical) GPU
 

@@ -103,10 +103,10 @@ def caption(
                            strip_prefix=strip_prefix)
     pool = None
     if engine is Engine.ray:
-        from vlmkit.engines.ray_engine import RayOptions
+        from vlmkit.engines import load_ray_engine
 
         pool = ray_engine(models, prompt, sampling, settings, options,
-                          RayOptions(ray_address, ray_workers, gpus_per_worker, cpus_per_worker, isolate_suspects),
+                          load_ray_engine().RayOptions(ray_address, ray_workers, gpus_per_worker, cpus_per_worker, isolate_suspects),
                           vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype, device=device,
                           offline=offline, registry=registry_from(ctx))
     subtitles = output_format.value if output_format in (Format.srt, Format.vtt) else None
