@@ -82,6 +82,15 @@ def vlmkit(zoo_registry: Path, *args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
+def finish(process: subprocess.Popen, timeout: float = 300) -> str:
+    """The run's stderr once it has exited; one that runs past `timeout` is killed and fails the test."""
+    try:
+        return process.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"still running after {timeout} s: {process.communicate()[1][-3000:]}") from None
+
+
 def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -167,7 +176,7 @@ def test_sigkill_of_the_driver_leaves_no_ray_process_and_a_rerun_records_every_v
     assert not temp_dir.exists()  # its temporary directory went with it
 
     second = vlmkit(zoo_registry, *args, "--ray-address", ray_address)
-    _, err = second.communicate(timeout=300)
+    err = finish(second)
     assert second.returncode == 1, err  # the bad files failed
     assert "Resuming" in err and "Traceback" not in err
     got = records(out)
@@ -188,7 +197,7 @@ def test_a_video_that_kills_its_worker_stops_the_run_and_isolate_suspects_record
             "--ray-workers", "1"]
     started = time.monotonic()
     run = vlmkit(zoo_registry, *args)
-    _, err = run.communicate(timeout=300)
+    err = finish(run)
     assert run.returncode == 1, err
     assert time.monotonic() - started < 240  # three deaths (the first try and two retries), then it stops
     assert f"died 3 time(s) while captioning: {videos / 'clip2.mp4'}, {videos / 'ray-poison.mp4'}" in err, err
@@ -197,7 +206,7 @@ def test_a_video_that_kills_its_worker_stops_the_run_and_isolate_suspects_record
     assert {Path(r["video"]).name for r in records(out)} <= {"clip0.mp4", "clip1.mp4"}
 
     isolated = vlmkit(zoo_registry, *args, "--isolate-suspects")
-    _, err = isolated.communicate(timeout=300)
+    err = finish(isolated)
     assert isolated.returncode == 1 and "failed 1" in err, err
     got = {Path(r["video"]).name: r for r in records(out)}
     assert len(got) == len(records(out)) == 4

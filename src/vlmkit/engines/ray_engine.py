@@ -95,7 +95,7 @@ class RayEngine:
                 except RayActorError as exc:
                     self._raise_if_not_loaded()
                     suspects = self._suspects(exc)
-                    if not self.ray_options.isolate_suspects:
+                    if not self.ray_options.isolate_suspects or not suspects:  # no suspect: no way forward
                         self._finish(summary, started)
                         raise WorkerCrashError(suspects, self.ray_options.max_retries + 1) from None
                     self._isolate([v for v in suspects if v not in done], gpus, cpus, record)
