@@ -190,7 +190,8 @@ def test_a_video_that_kills_its_worker_stops_the_run_and_isolate_suspects_record
         ray_address, zoo_registry, tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
-    for name in ("clip0", "clip1", "clip2", "ray-poison"):  # tasks of two: [clip0, clip1], [clip2, ray-poison]
+    # tasks of four videos: [clip0 .. clip3], [clip4, ray-poison]
+    for name in ("clip0", "clip1", "clip2", "clip3", "clip4", "ray-poison"):
         make_video(videos / f"{name}.mp4", seconds=1, fps=10, size=(32, 32))
     out = tmp_path / "captions.jsonl"
     args = [str(videos), *SETTINGS, "-o", str(out), "--engine", "ray", "--ray-address", ray_address,
@@ -200,17 +201,17 @@ def test_a_video_that_kills_its_worker_stops_the_run_and_isolate_suspects_record
     err = finish(run)
     assert run.returncode == 1, err
     assert time.monotonic() - started < 240  # three deaths (the first try and two retries), then it stops
-    assert f"died 3 time(s) while captioning: {videos / 'clip2.mp4'}, {videos / 'ray-poison.mp4'}" in err, err
+    assert f"died 3 time(s) while captioning: {videos / 'clip4.mp4'}, {videos / 'ray-poison.mp4'}" in err, err
     assert "--isolate-suspects" in err and "Resume with: vlmkit caption" in err and "Traceback" not in err
     # only what finished before the crash (Ray Data may drop a finished batch not yet handed over: redone later)
-    assert {Path(r["video"]).name for r in records(out)} <= {"clip0.mp4", "clip1.mp4"}
+    assert {Path(r["video"]).name for r in records(out)} <= {f"clip{i}.mp4" for i in range(4)}
 
     isolated = vlmkit(zoo_registry, *args, "--isolate-suspects")
     err = finish(isolated)
     assert isolated.returncode == 1 and "failed 1" in err, err
     got = {Path(r["video"]).name: r for r in records(out)}
-    assert len(got) == len(records(out)) == 4
-    assert sorted(name for name, r in got.items() if r["status"] == "ok") == ["clip0.mp4", "clip1.mp4", "clip2.mp4"]
+    assert len(got) == len(records(out)) == 6
+    assert sorted(name for name, r in got.items() if r["status"] == "ok") == [f"clip{i}.mp4" for i in range(5)]
     assert "worker process died" in got["ray-poison.mp4"]["error"]
 
 

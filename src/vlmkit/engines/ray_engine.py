@@ -139,7 +139,7 @@ class RayEngine:
             warnings.simplefilter("ignore", DeprecationWarning)
             results = dataset.map_batches(
                 _Captioner, batch_size=per_task,
-                compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1),
+                compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=2),  # the next one queued
                 fn_constructor_kwargs=dict(self.captioner_args, tracker=self.tracker),
                 num_gpus=gpus, num_cpus=cpus, max_restarts=self.ray_options.max_retries,
                 max_task_retries=self.ray_options.max_retries)
@@ -202,8 +202,9 @@ class RayEngine:
 
 
 def _videos_per_task(options: BatchOptions) -> int:
-    """Enough videos per task that decoding runs ahead of generation inside it, as locally."""
-    return max(2 * options.batch_size, options.workers, 1)
+    """Enough videos per task that decoding runs ahead of generation inside it, as locally (at a task's
+    start nothing is decoded yet), and few enough that a killed run loses little: 4 batches."""
+    return max(4 * options.batch_size, 2 * options.workers)
 
 
 class _Captioner:
@@ -235,7 +236,7 @@ class _Captioner:
         ray.get(self.tracker.started.remote(self.id, videos))
         records: list[str] = []
         self.caption(videos, lambda r: records.append(json.dumps(r.to_dict(), ensure_ascii=False)), threading.Event())
-        ray.get(self.tracker.finished.remote(self.id))
+        self.tracker.finished.remote(self.id)  # no wait: calls from one actor arrive in order
         return {"record": records}
 
 
