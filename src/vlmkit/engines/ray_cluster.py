@@ -96,9 +96,10 @@ def _quiet_ray_logs() -> None:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    logging.getLogger("ray.data._internal.execution").setLevel(logging.CRITICAL)  # its tracebacks are ours to report
+    # Ray Data resets its loggers' levels for every dataset, except to this variable; a worker's death
+    # is logged there with Ray's internal traceback, and vlmkit reports it as one Error line instead.
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "CRITICAL")
+    logging.getLogger("ray").setLevel(logging.ERROR)
 
 
 def _first_line(exc: BaseException) -> str:

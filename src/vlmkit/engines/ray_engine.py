@@ -131,10 +131,10 @@ class RayEngine:
     def _stream(self, todo: list[str], size: int, gpus: float, cpus: float,
                 record: Callable[[CaptionRecord], None], stop: threading.Event) -> None:
         per_task = _videos_per_task(self.batch_options)
+        context = ray.data.DataContext.get_current()  # a dataset keeps the context it was made with
+        context.wait_for_min_actors_s = WAIT_FOR_WORKERS_SECONDS  # start when every worker has its model
         dataset = ray.data.from_items([{"video": v} for v in todo],
                                       override_num_blocks=max(1, math.ceil(len(todo) / per_task)))
-        context = ray.data.DataContext.get_current()
-        context.wait_for_min_actors_s = WAIT_FOR_WORKERS_SECONDS  # start when every worker has its model
         with warnings.catch_warnings():  # Ray 2.60 has no named parameter for bounded restarts yet
             warnings.simplefilter("ignore", DeprecationWarning)
             results = dataset.map_batches(
