@@ -165,6 +165,7 @@ def _decode_job(video: str, sampling: SamplingOptions, segments: float | None, d
             job.clips.append(sample_frames(video, num_frames=num, fps=sampling.fps, min_frames=sampling.min_frames,
                                            max_frames=sampling.max_frames, start=lo, end=hi,
                                            timeout=sampling.timeout))
+        job.notes.extend(clip.note for clip in job.clips if clip.note)  # "asked 16 frames, the video has 9"
     except VlmkitError as exc:
         job.error, job.clips = exc.message, []
     except Exception as exc:  # noqa: BLE001 - one bad file never ends the run
