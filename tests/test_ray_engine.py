@@ -224,3 +224,28 @@ def test_without_ray_installed_engine_ray_is_one_clear_error(zoo_registry, mixed
     assert result.returncode == 1
     assert "Error: --engine ray needs Ray, which is not installed" in result.stderr
     assert "Hint: pip install 'vlmkit[ray]'" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("cluster_cpus, cluster_gpus, options, pool", [
+    (64, 8, {}, (8, 1.0, 1.0)),  # one worker per GPU, one CPU each
+    (2, 0, {}, (1, 0.0, 2.0)),  # no GPU: one worker with every CPU
+    (8, 0, {"workers": 2}, (2, 0.0, 4.0)),  # CPUs shared out
+    (64, 8, {"workers": 2, "gpus_per_worker": 4, "cpus_per_worker": 8}, (2, 4.0, 8.0)),
+    (64, 8, {"gpus_per_worker": 0.5}, (16, 0.5, 1.0)),
+])
+def test_pool_size_from_the_cluster_and_the_options(cluster_cpus, cluster_gpus, options, pool):
+    from vlmkit.engines.ray_cluster import Cluster
+    from vlmkit.engines.ray_engine import RayEngine, RayOptions
+
+    engine = RayEngine(lambda: None, {}, "", None, None, None, RayOptions(**options))
+    assert engine.pool(Cluster(False, cluster_cpus, cluster_gpus, "")) == pool
+
+
+def test_a_pool_that_does_not_fit_is_one_clear_error():
+    from vlmkit.engines.ray_cluster import Cluster
+    from vlmkit.engines.ray_engine import RayEngine, RayOptions
+    from vlmkit.errors import VlmkitError
+
+    engine = RayEngine(lambda: None, {}, "", None, None, None, RayOptions(workers=3, cpus_per_worker=1))
+    with pytest.raises(VlmkitError, match="3 Ray worker.* do not fit this cluster .0 GPUs, 2 CPUs"):
+        engine.pool(Cluster(False, 2, 0, ""))
