@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,14 +40,16 @@ def ray_address():
     saved = dict(os.environ)
     os.environ.update(RAY_ENV)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "ray_fault"), os.environ.get("PYTHONPATH")]))
+    temp_dir = tempfile.mkdtemp(prefix="vlmkit-test-ray-")
     try:
         context = ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False,
-                           object_store_memory=80 * 2**20, _temp_dir=tempfile.mkdtemp(prefix="vlmkit-test-ray-"))
+                           object_store_memory=80 * 2**20, _temp_dir=temp_dir)
     finally:
         os.environ.clear()
         os.environ.update(saved | RAY_ENV)
     yield context.address_info["gcs_address"]
     ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
