@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 GOOD = 6
 MANY = 30
-SETTINGS = ["--vlm", "tiny-qwen3-vl", "--frames", "2", "--max-new-tokens", "8", "--workers", "1"]
+SETTINGS = ["--vlm", "tiny-qwen3-vl", "--frames", "2", "--max-new-tokens", "8", "--workers", "1", "--batch-size", "1"]
 
 
 @pytest.fixture(scope="session")
@@ -126,9 +126,10 @@ def test_two_workers_give_the_local_records_each_on_its_own_gpu_and_the_api_resu
 
     videos = sorted(mixed_dir.iterdir())
     model = load(vlm="tiny-qwen3-vl", registry=registry)
-    local = caption(videos, model=model, frames=2, max_new_tokens=8)
+    local = caption(videos, model=model, frames=2, max_new_tokens=8, batch_size=1)
     out = tmp_path / "captions.jsonl"
-    first = caption(videos[1:3], model=model, frames=2, max_new_tokens=8, output=out)  # a run the Ray one resumes
+    # a local run that the Ray one resumes
+    first = caption(videos[1:3], model=model, frames=2, max_new_tokens=8, batch_size=1, output=out)
     assert [(Path(r.video).name, r.status) for r in first] == [("bad_text.mp4", "error"), ("clip0.mp4", "ok")]
 
     sampling, settings = SamplingOptions(num_frames=2), GenerationSettings(max_new_tokens=8)
@@ -138,8 +139,8 @@ def test_two_workers_give_the_local_records_each_on_its_own_gpu_and_the_api_resu
                   settings=settings)  # on this process's Ray (the fixture's ray.init)
     assert (summary.captioned, summary.failed, summary.skipped, summary.failed_before) == (GOOD - 1, 1, 2, 1)
     assert without_timings(records(out)) == without_timings([r.to_dict() for r in local])
-    again = caption(videos, vlm="tiny-qwen3-vl", registry=registry, frames=2, max_new_tokens=8, output=out,
-                    engine="ray", ray_options=RayOptions(workers=1))
+    again = caption(videos, vlm="tiny-qwen3-vl", registry=registry, frames=2, max_new_tokens=8, batch_size=1,
+                    output=out, engine="ray", ray_options=RayOptions(workers=1))
     assert again == []  # all recorded: nothing left to do
     devices = sorted(w.split("CUDA_VISIBLE_DEVICES=")[1] for w in summary.workers)
     assert devices == ["0)", "1)"], summary.workers  # each worker its own (logical) GPU

@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from vlmkit.cli.load import DeviceOpt
 from vlmkit.cli.options import DtypeOpt, EncoderOpt, LlmOpt, MaxNewTokensOpt, OfflineOpt, ProjectorOpt, VlmOpt
-from vlmkit.cli.render import stderr, stdout, warn
+from vlmkit.cli.render import gib, stderr, stdout, warn
 from vlmkit.cli.state import registry_from
 from vlmkit.errors import RunStoppedError, UsageError
 from vlmkit.prompts import DEFAULT_PROMPT
@@ -56,7 +56,7 @@ def caption(
     max_new_tokens: MaxNewTokensOpt = 128,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0, help="Sample at this temperature (default: greedy).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed for sampling.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Videos per generate call.")] = 1,
+    batch_size: Annotated[str, typer.Option("--batch-size", metavar="N|auto", help="Videos per generate call; auto: the largest batch the GPU's free memory fits by the estimate (on a CPU, the fastest measured).")] = "auto",
     workers: Annotated[int, typer.Option("--workers", min=1, help="Threads decoding upcoming videos.")] = 2,
     static_cache: Annotated[bool, typer.Option("--static-cache", help="Preallocated KV cache; on CUDA the decoding step is compiled.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Append records here (.jsonl or .csv) as each video finishes; rerun to resume.")] = None,
@@ -77,7 +77,16 @@ def caption(
     """Caption videos. Default model: the end-to-end VLM `recommend` picks for this machine."""
     from vlmkit.backends.base import GenerationSettings
     from vlmkit.batch import BatchOptions, local_engine
-    from vlmkit.captioning import CaptionRun, SamplingOptions, load_for_captioning, named_models, ray_engine
+    from vlmkit.batch_size import parse_batch_size, plan_caption
+    from vlmkit.captioning import (
+        CaptionRun,
+        SamplingOptions,
+        check_models_named_for_ray,
+        load_for_captioning,
+        named_models,
+        ray_engine,
+        require_projector,
+    )
     from vlmkit.cli.progress import ProgressReporter
     from vlmkit.inputs import collect_videos
 
@@ -86,8 +95,10 @@ def caption(
                                    or cpus_per_worker is not None or isolate_suspects):
         raise UsageError("--ray-address, --ray-workers, --gpus-per-worker, --cpus-per-worker and --isolate-suspects "
                          "go with --engine ray", "Add --engine ray, or drop them.")
+    asked_batch = parse_batch_size(batch_size)
     sampling = SamplingOptions(frames, fps, min_frames, max_frames, start, end)
     sampling.validate()
+    require_projector(encoder, llm, projector, registry_from(ctx))
     if projector:
         from vlmkit.projector import check_projector_file
 
@@ -99,16 +110,13 @@ def caption(
     models = named_models(registry_from(ctx), vlm=vlm, encoder=encoder, llm=llm) if output or engine is Engine.ray \
         else None
     settings = GenerationSettings(max_new_tokens, temperature, seed, static_cache)
-    options = BatchOptions(batch_size=batch_size, workers=workers, segments=segments, summary=summary,
-                           strip_prefix=strip_prefix)
-    pool = None
-    if engine is Engine.ray:
+    ray_options = None
+    if engine is Engine.ray:  # Ray installed and the model named: refused before anything starts
         from vlmkit.engines import load_ray_engine
 
-        pool = ray_engine(models, prompt, sampling, settings, options,
-                          load_ray_engine().RayOptions(ray_address, ray_workers, gpus_per_worker, cpus_per_worker, isolate_suspects),
-                          vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype, device=device,
-                          offline=offline, registry=registry_from(ctx))
+        check_models_named_for_ray(models)
+        ray_options = load_ray_engine().RayOptions(ray_address, ray_workers, gpus_per_worker, cpus_per_worker,
+                                                   isolate_suspects)
     subtitles = output_format.value if output_format in (Format.srt, Format.vtt) else None
     job = CaptionRun(paths, prompt=prompt, output=output, retry_errors=retry_errors, models=models,
                      subtitles=subtitles)
@@ -116,7 +124,7 @@ def caption(
         stderr.print(f"Resuming {output}: {job.skipped} of {len(paths)} videos already recorded", highlight=False)
 
     records: list = []
-    progress = ProgressReporter(total=len(job.todo), quiet=quiet, status=pool.status if pool else None)
+    progress = ProgressReporter(total=len(job.todo), quiet=quiet)
     stop = threading.Event()
 
     def on_record(record) -> None:
@@ -126,15 +134,29 @@ def caption(
 
     try:
         result = job.summary()
-        if job.todo and pool:
+        if job.todo:
+            plan = plan_caption(asked_batch, videos=job.todo, frames=frames, max_frames=max_frames,
+                                max_new_tokens=max_new_tokens, registry=registry_from(ctx), vlm=vlm, encoder=encoder,
+                                llm=llm, dtype=dtype, device=device)
+            _print_batch_choice(plan.choice, quiet=quiet)
+            options = BatchOptions(batch_size=plan.choice.size, workers=workers, segments=segments,
+                                   summary=summary, strip_prefix=strip_prefix)
+            if engine is Engine.ray:  # each worker loads the named model; records carry its keys
+                run_on = ray_engine(models, prompt, sampling, settings, options, ray_options, vlm=vlm, encoder=encoder,
+                                    llm=llm, projector=projector, dtype=dtype, device=device, offline=offline,
+                                    registry=registry_from(ctx))
+                progress.status, keys = run_on.status, models
+            else:
+                vlm = (plan.keys or {}).get("vlm") or vlm  # the default model, as planned for
+                model = load_for_captioning(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype,
+                                            device=device, offline=offline, registry=registry_from(ctx))
+                run_on = local_engine(model.backend, prompt, sampling, settings, options,
+                                      on_notice=lambda message: stderr.print(message, highlight=False))
+                keys = model.backend.keys
             with _first_interrupt_sets(stop), progress:
-                result = job.caption(pool, models=models, on_record=on_record, stop=stop)
-        elif job.todo:
-            model = load_for_captioning(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype,
-                                        device=device, offline=offline, registry=registry_from(ctx))
-            with _first_interrupt_sets(stop), progress:
-                result = job.caption(local_engine(model.backend, prompt, sampling, settings, options),
-                                     models=model.backend.keys, on_record=on_record, stop=stop)
+                result = job.caption(run_on, models=keys, on_record=on_record, stop=stop)
+            result.batch_choice = plan.choice.message
+            result.estimate_bytes = plan.choice.estimate.total_bytes if plan.choice.estimate else None
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keeping what is written
         stderr.print("Stopped. Records written so far are kept"
                      + (f"; resume with: {escape(_command())}" if output else "."),
@@ -147,7 +169,9 @@ def caption(
     finally:
         job.close()
     if not output:
-        stdout.out(_render(records, output_format or Format.text), end="", highlight=False)
+        from vlmkit.captioning import in_input_order
+
+        stdout.out(_render(in_input_order(records, paths), output_format or Format.text), end="", highlight=False)
     _print_summary(result, output, stopped=stop.is_set())
     if result.failed or result.failed_before or stop.is_set():
         raise typer.Exit(130 if stop.is_set() else 1)
@@ -195,6 +219,11 @@ def _print_summary(result, output: Path | None, *, stopped: bool) -> None:
     if result.retried_oom:
         stderr.print(f"{result.retried_oom} video(s) ran out of GPU memory and were retried with half the frames "
                      "(their records say so)", highlight=False)
+    if result.peak_allocated_bytes is not None:
+        nvml = f", {gib(result.peak_nvml_used_bytes)} used on the GPU (NVML)" if result.peak_nvml_used_bytes else ""
+        estimate = f"; estimated {gib(result.estimate_bytes)}" if result.estimate_bytes else ""
+        stderr.print(f"GPU memory at batch {result.batch_size}: peak {gib(result.peak_allocated_bytes)} allocated "
+                     f"(torch){nvml}{estimate}", highlight=False)
     if stopped:
         hint = f"Resume with: {_command()}" if output else "Add --output FILE.jsonl to make runs resumable."
         stderr.print(f"Interrupted. {escape(hint)}", highlight=False)
@@ -202,6 +231,14 @@ def _print_summary(result, output: Path | None, *, stopped: bool) -> None:
 
 def _command() -> str:
     return shlex.join(["vlmkit", *sys.argv[1:]])
+
+
+def _print_batch_choice(choice, *, quiet: bool) -> None:
+    """Before loading: the batch size and, when it was asked for and cannot fit, why."""
+    if choice.warning:
+        warn(choice.warning)
+    if not quiet:
+        stderr.print(choice.message, highlight=False)
 
 
 class _first_interrupt_sets:
