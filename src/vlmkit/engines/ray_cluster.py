@@ -99,6 +99,7 @@ def _quiet_ray_logs() -> None:
     # Ray Data resets its loggers' levels for every dataset, except to this variable; a worker's death
     # is logged there with Ray's internal traceback, and vlmkit reports it as one Error line instead.
     os.environ.setdefault("RAY_DATA_LOG_LEVEL", "CRITICAL")
+    logging.getLogger("ray.data").setLevel(os.environ["RAY_DATA_LOG_LEVEL"])  # configured when ray.data was imported
     logging.getLogger("ray").setLevel(logging.ERROR)
 
 
