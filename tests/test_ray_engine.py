@@ -116,6 +116,7 @@ def ray_sessions() -> dict[int, str]:
     return found
 
 
+@pytest.mark.timeout(600)  # a local run, then Ray workers each loading the model
 def test_two_workers_give_the_local_records_each_on_its_own_gpu_and_the_api_resumes(
         ray_address, registry, mixed_dir, tmp_path):
     from vlmkit.backends.base import GenerationSettings
@@ -156,6 +157,7 @@ def wait_for_lines(path: Path, count: int, process: subprocess.Popen, limit: flo
                          f"{process.stderr.read() if process.poll() is not None else ''}")
 
 
+@pytest.mark.timeout(600)  # a Ray of its own, then a rerun, each a subprocess
 def test_sigkill_of_the_driver_leaves_no_ray_process_and_a_rerun_records_every_video_once(
         ray_address, zoo_registry, many_dir, tmp_path):
     out = tmp_path / "captions.jsonl"
@@ -191,6 +193,7 @@ def test_sigkill_of_the_driver_leaves_no_ray_process_and_a_rerun_records_every_v
     assert all(r["error"] for r in got if r["status"] == "error")
 
 
+@pytest.mark.timeout(900)  # six worker deaths, each followed by a model reload, then the isolating rerun
 def test_a_video_that_kills_its_worker_stops_the_run_and_isolate_suspects_records_it(
         ray_address, zoo_registry, tmp_path):
     videos = tmp_path / "videos"
