@@ -77,7 +77,9 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
 def load_for_captioning(*, vlm=None, encoder=None, llm=None, projector=None, **kwargs):
     """Refuses a composed pipeline without a trained projector before any download starts."""
     from vlmkit.loading import load
+    from vlmkit.model_choice import check_model_options
 
+    check_model_options(vlm=vlm, encoder=encoder, llm=llm, projector=projector)
     if encoder and not projector:
         raise UsageError(
             "Captioning with --encoder/--llm needs a trained projector (--projector FILE.safetensors)",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
 import vlmkit.gpu
 from vlmkit.errors import UsageError
 from vlmkit.memory import DTYPE_BYTES, MemoryEstimate, estimate_composed, estimate_vlm
+from vlmkit.model_choice import check_model_options
 from vlmkit.registry import LLM, VLM, Encoder, Registry, load_registry
 
 DRIVER_RESERVED_BYTES = 480 * 2**20  # what an idle H100 shows as used (NVML) before any process
@@ -58,11 +60,14 @@ class Recommendation:
 
 def recommend(*, registry: Registry | None = None, gpu: str | None = None, vram_gb: float | None = None,
               frames: int = 8, max_new_tokens: int = 128, encoder: str | None = None, llm: str | None = None,
-              vlm: str | None = None, dtype: str | None = None, device: int = 0) -> Recommendation:
-    """Plan for this machine's GPU (NVML), a named GPU, or a memory size."""
+              vlm: str | None = None, dtype: str | None = None, device: str | int | None = None) -> Recommendation:
+    """Plan for this machine's GPU (NVML), a named GPU, or a memory size.
+
+    device: as everywhere in vlmkit: "cpu", "cuda" (GPU 0), "cuda:N", or N for GPU N.
+    """
     registry = registry or load_registry()
     _check_options(gpu, vram_gb, frames, max_new_tokens, encoder, llm, vlm, dtype)
-    target, warnings = _target(registry, gpu, vram_gb, device)
+    target, warnings = _target(registry, gpu, vram_gb, vlmkit.gpu.parse_device(device))
     dtype, dtype_warning = _dtype(target, dtype)
     warnings += [dtype_warning] if dtype_warning else []
     plan = _Planner(registry, target, dtype, frames, max_new_tokens)
@@ -158,7 +163,7 @@ class _Planner:
         return low
 
 
-def _target(registry: Registry, gpu: str | None, vram_gb: float | None, device: int):
+def _target(registry: Registry, gpu: str | None, vram_gb: float | None, device: str | None):
     if gpu:
         spec = registry.gpu(gpu)
         free = spec.memory_bytes - DRIVER_RESERVED_BYTES
@@ -167,15 +172,19 @@ def _target(registry: Registry, gpu: str | None, vram_gb: float | None, device: 
         total = int(vram_gb * 1e9)
         target = GpuTarget(f"{vram_gb:g} GB GPU", total, total - DRIVER_RESERVED_BYTES, None, True, "--vram")
         return target, ["--vram assumes a GPU with native bfloat16; name the card with --gpu for fp16 cards"]
-    probe = vlmkit.gpu.probe_gpus()  # the seam tests replace
-    if not probe.devices:
+    probe = vlmkit.gpu.probe_gpus() if device != "cpu" else None  # the seam tests replace
+    if probe is None or not probe.devices:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
         target = GpuTarget("CPU", ram, ram, None, False, "cpu")
+        if probe is None:
+            return target, []
         return target, [f"No GPU: {probe.reason}. Plan for a GPU with --gpu NAME or --vram GB."]
-    if device >= len(probe.devices):
+    index = vlmkit.gpu.device_index(device or "cuda")
+    if index >= len(probe.devices):
         raise UsageError(f"--device {device}: this machine has {len(probe.devices)} GPU(s)",
-                         f"Use --device 0..{len(probe.devices) - 1}.")
-    d = probe.devices[device]
+                         f"Use --device cuda:0..cuda:{len(probe.devices) - 1} (or cpu).")
+    device = index
+    d = probe.devices[index]
     known = _registry_gpu_name(registry, d.name, d.total_bytes)
     target = GpuTarget(known or d.name, d.total_bytes, d.free_bytes, d.compute_capability, d.bf16, "nvml")
     warnings = [f"GPU {device} has {_gib(d.used_bytes)} in use already; planning with the {_gib(d.free_bytes)} free"] \
@@ -233,14 +242,10 @@ def _why_not(candidate: Candidate, target: GpuTarget) -> str:
 def _check_options(gpu, vram_gb, frames, max_new_tokens, encoder, llm, vlm, dtype) -> None:
     if gpu and vram_gb is not None:
         raise UsageError("--gpu and --vram both given", "Pick one: a GPU name or a memory size.")
-    if vlm and (encoder or llm):
-        raise UsageError("--vlm cannot be combined with --encoder/--llm",
-                         "An end-to-end VLM has its own vision tower.")
-    if bool(encoder) != bool(llm):
-        raise UsageError("--encoder and --llm go together", "Give both, or --vlm KEY.")
+    check_model_options(vlm=vlm, encoder=encoder, llm=llm)
     if frames < 1 or max_new_tokens < 1:
         raise UsageError("--frames and --max-new-tokens must be at least 1", "Plan for at least one frame and token.")
-    if vram_gb is not None and vram_gb <= 0:
+    if vram_gb is not None and not (math.isfinite(vram_gb) and vram_gb > 0):
         raise UsageError(f"--vram must be a positive number of GB, not {vram_gb:g}", "For a 24 GB card: --vram 24.")
     if dtype and dtype not in DTYPE_BYTES:
         raise UsageError(f"Unknown dtype '{dtype}'", f"Use one of: {', '.join(DTYPE_BYTES)}.")

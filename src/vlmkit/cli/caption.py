@@ -15,8 +15,16 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from vlmkit.cli.load import DeviceOpt
-from vlmkit.cli.options import DtypeOpt, EncoderOpt, LlmOpt, MaxNewTokensOpt, OfflineOpt, ProjectorOpt, VlmOpt
+from vlmkit.cli.options import (
+    DeviceOpt,
+    DtypeOpt,
+    EncoderOpt,
+    LlmOpt,
+    MaxNewTokensOpt,
+    OfflineOpt,
+    ProjectorOpt,
+    VlmOpt,
+)
 from vlmkit.cli.render import stderr, stdout, to_jsonable, warn
 from vlmkit.cli.state import registry_from
 from vlmkit.errors import UsageError

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vlmkit.cli.options import JsonOpt, TokenOpt
+from vlmkit.cli.options import JsonOpt, RegistryOpt, TokenOpt
 from vlmkit.cli.render import gib, print_json, stdout
 from vlmkit.cli.state import registry_from
 
@@ -22,11 +22,12 @@ def check(
     token: TokenOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each model.")] = DEFAULT_TIMEOUT,
     as_json: JsonOpt = False,
+    registry: RegistryOpt = None,
 ) -> None:
     """Check that your Hugging Face token can download each model (gated approvals included)."""
     from vlmkit.checking import check as run_check
 
-    report = run_check(registry=registry_from(ctx), models=model, token=token, timeout=timeout)
+    report = run_check(registry=registry_from(ctx, registry), models=model, token=token, timeout=timeout)
     if as_json:
         print_json(to_document(report))
     else:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
-
 import typer
 
-from vlmkit.cli.options import DtypeOpt, EncoderOpt, JsonOpt, LlmOpt, OfflineOpt, ProjectorOpt, TokenOpt, VlmOpt
+from vlmkit.cli.options import (
+    DeviceOpt,
+    DtypeOpt,
+    EncoderOpt,
+    JsonOpt,
+    LlmOpt,
+    OfflineOpt,
+    ProjectorOpt,
+    RegistryOpt,
+    TokenOpt,
+    VlmOpt,
+)
 from vlmkit.cli.render import count, gib, print_json, stdout
 from vlmkit.cli.state import registry_from
-
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or cuda:N (default: cuda if available).")]
 
 
 def load(
@@ -24,12 +31,13 @@ def load(
     offline: OfflineOpt = False,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
+    registry: RegistryOpt = None,
 ) -> None:
     """Download (only what is needed) and load models, run one small forward pass, and measure them."""
     from vlmkit.loading import load as load_models
 
     report = load_models(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype, device=device,
-                         offline=offline, token=token, registry=registry_from(ctx)).report
+                         offline=offline, token=token, registry=registry_from(ctx, registry)).report
     if as_json:
         print_json(report)
         return

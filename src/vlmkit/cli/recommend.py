@@ -7,7 +7,17 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from vlmkit.cli.options import DtypeOpt, EncoderOpt, FramesOpt, JsonOpt, LlmOpt, MaxNewTokensOpt, VlmOpt
+from vlmkit.cli.options import (
+    DeviceOpt,
+    DtypeOpt,
+    EncoderOpt,
+    FramesOpt,
+    JsonOpt,
+    LlmOpt,
+    MaxNewTokensOpt,
+    RegistryOpt,
+    VlmOpt,
+)
 from vlmkit.cli.render import gib, print_json, stdout, warn
 from vlmkit.cli.state import registry_from
 
@@ -24,14 +34,15 @@ def recommend(
     llm: LlmOpt = None,
     vlm: VlmOpt = None,
     dtype: DtypeOpt = None,
-    device: Annotated[int, typer.Option("--device", min=0, help="Which local GPU to plan for.")] = 0,
+    device: DeviceOpt = None,
     as_json: JsonOpt = False,
+    registry: RegistryOpt = None,
 ) -> None:
     """Recommend an encoder + LLM (and an end-to-end VLM) that fit the GPU, with memory estimates."""
 
     from vlmkit.planner import recommend as plan
 
-    result = plan(registry=registry_from(ctx), gpu=gpu, vram_gb=vram, frames=frames, max_new_tokens=max_new_tokens,
+    result = plan(registry=registry_from(ctx, registry), gpu=gpu, vram_gb=vram, frames=frames, max_new_tokens=max_new_tokens,
                   encoder=encoder, llm=llm, vlm=vlm, dtype=dtype, device=device)
     for message in result.warnings:
         warn(message)
