@@ -27,6 +27,7 @@ class LoadReport:
     measured_bytes: int | None  # peak GPU memory used by this process; None on the CPU
     smoke_test: bool
     projector: str | None = None
+    untrained_projector: bool = False  # encoder + LLM joined by a random projector: no use for captions
 
 
 @dataclass
@@ -90,7 +91,7 @@ def load(*, vlm: str | None = None, encoder: str | None = None, llm: str | None 
         load_seconds=loaded - downloaded, parameters=backend.parameter_count(), estimate_bytes=estimate.total_bytes,
         frames=frames,
         measured_bytes=measure_gpu_bytes(device), smoke_test=smoke_test,
-        projector=str(projector) if projector else None,
+        projector=str(projector) if projector else None, untrained_projector=bool(encoder and not projector),
     )
     return LoadedModel(backend, report)
 

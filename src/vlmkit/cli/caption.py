@@ -78,11 +78,15 @@ def caption(
     from vlmkit.captioning import SamplingOptions, load_for_captioning
     from vlmkit.cli.progress import ProgressReporter
     from vlmkit.inputs import collect_videos
+    from vlmkit.gpu import parse_device
     from vlmkit.journal import Journal
+    from vlmkit.model_choice import check_model_options
 
     output_format = _check_format(output_format, output, segments)
     sampling = SamplingOptions(frames, fps, min_frames, max_frames, start, end)
     sampling.validate()
+    check_model_options(vlm=vlm, encoder=encoder, llm=llm, projector=projector)
+    parse_device(device)
     if projector:
         from vlmkit.projector import check_projector_file
 

@@ -53,3 +53,6 @@ def load(
         stdout.print(f"  GPU memory measured {gib(report.measured_bytes)}, estimated {gib(report.estimate_bytes)} "
                      f"at {report.frames} frames", highlight=False)
     stdout.print("  forward pass ok" if report.smoke_test else "  forward pass skipped", highlight=False)
+    if report.untrained_projector:
+        stdout.print("  projector untrained (random weights): the pass proves the encoder and LLM load and run "
+                     "together; captions need a trained one (--projector FILE)", highlight=False)
