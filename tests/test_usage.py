@@ -60,7 +60,8 @@ def test_registry_is_accepted_after_the_command(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["recommend", "--gpu", "L4", "--vlm", "qwen3-vl-8b", "--encoder", "siglip-base"], "--vlm conflicts with --encoder"),
+    (["recommend", "--gpu", "L4", "--vlm", "qwen3-vl-8b", "--encoder", "siglip-base"],
+     "--vlm conflicts with --encoder"),
     (["recommend", "--gpu", "L4", "--vlm", "qwen3-vl-8b", "--llm", "qwen3-8b"], "--vlm conflicts with --llm"),
     (["load", "--vlm", "qwen3-vl-8b", "--encoder", "siglip-base", "--llm", "qwen3-8b"],
      "--vlm conflicts with --encoder and --llm"),

@@ -77,8 +77,8 @@ def caption(
     from vlmkit.batch import BatchOptions, RunSummary, run_batch
     from vlmkit.captioning import SamplingOptions, load_for_captioning
     from vlmkit.cli.progress import ProgressReporter
-    from vlmkit.inputs import collect_videos
     from vlmkit.gpu import parse_device
+    from vlmkit.inputs import collect_videos
     from vlmkit.journal import Journal
     from vlmkit.model_choice import check_model_options
 
