@@ -126,7 +126,7 @@ def test_check_with_no_network_is_offline_in_bounded_time(env, tmp_path):
 
 
 def test_twenty_models_take_about_as_long_as_one(fake_hub: FakeHub, env, tmp_path):
-    fake_hub.latency = 0.2
+    fake_hub.latency = 1.0  # large beside start-up, so a loaded machine cannot blur the difference
     llms = {f"model-{i}": f"org/model-{i}" for i in range(18)}
     for repo in llms.values():
         fake_hub.add_repo(repo, files={"config.json": b"{}"})
@@ -140,8 +140,8 @@ def test_twenty_models_take_about_as_long_as_one(fake_hub: FakeHub, env, tmp_pat
     doc = json.loads(result.stdout)
     assert len(doc["models"]) == 20
     assert sum(m["status"] == "ok" for m in doc["models"]) == 18
-    # sequentially: 20 x 0.2 s = 4 s of latency alone; concurrently about one round trip
-    assert elapsed < 3.0, elapsed
+    # sequentially: 20 x 1 s = 20 s of latency alone; concurrently about one round trip plus start-up
+    assert elapsed < 8.0, elapsed
 
 
 def test_ctrl_c_while_waiting_on_the_hub(fake_hub: FakeHub, env, tmp_path):
