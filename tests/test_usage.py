@@ -100,3 +100,30 @@ def test_parse_device():
 
     assert [parse_device(v) for v in (None, "cpu", "CUDA", "cuda:2", "3", 1)] == \
         [None, "cpu", "cuda", "cuda:2", "cuda:3", "cuda:1"]
+
+
+def test_recommend_names_max_new_tokens_when_it_is_what_does_not_fit(capsys):
+    code, out, _ = run(capsys, "recommend", "--gpu", "L4", "--max-new-tokens", "100000")
+    assert code == 1 and out.lower().count("nothing fits") == 1
+    line = next(line for line in out.splitlines() if line.startswith("Nothing fits"))
+    assert "--max-new-tokens 100,000 is too large" in line and "--frames" not in line
+
+
+def test_recommend_names_frames_when_they_are_what_does_not_fit(capsys):
+    code, out, _ = run(capsys, "recommend", "--gpu", "T4", "--frames", "2000")
+    assert code == 1 and out.lower().count("nothing fits") == 1
+    assert "at 2000 frames: try fewer --frames" in out
+
+
+def test_without_a_gpu_the_reason_says_which_smallest(fake_gpu):
+    """The CPU plan's choice is the smallest pair that needs no approval; smaller ones listed are gated."""
+    from vlmkit.planner import recommend
+    from vlmkit.registry import load_registry
+
+    fake_gpu()
+    registry = load_registry()
+    plan = recommend(registry=registry)
+    assert "smallest combination that needs no access approval" in plan.reason
+    smaller = [c for c in plan.candidates if not c.vlm and c.estimate.total_bytes < plan.choice.estimate.total_bytes]
+    assert smaller, "the table lists smaller (gated) pairs: the reason must not claim the smallest overall"
+    assert all(registry.encoders[c.encoder].gated or registry.llms[c.llm].gated for c in smaller)

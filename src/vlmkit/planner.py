@@ -14,6 +14,7 @@ from vlmkit.registry import LLM, VLM, Encoder, Registry, load_registry
 
 DRIVER_RESERVED_BYTES = 480 * 2**20  # what an idle H100 shows as used (NVML) before any process
 MAX_FRAMES_SEARCHED = 2048
+USUAL_NEW_TOKENS = 128  # the default --max-new-tokens
 ENCODER_SHARE = 0.10  # when choosing freely, the encoder stays within 10% of the LLM's parameters
 
 
@@ -86,7 +87,8 @@ def recommend(*, registry: Registry | None = None, gpu: str | None = None, vram_
         smallest = _smallest_ungated(registry)
         choice = plan.composed(*smallest) if smallest else None
         vlm_choice = min(vlms, key=lambda c: c.estimate.total_bytes, default=None)
-        reason = "no GPU: the smallest combination, to run on the CPU (slowly); plan for a GPU with --gpu NAME"
+        reason = ("no GPU: the smallest combination that needs no access approval, to run on the CPU (slowly); "
+                  "plan for a GPU with --gpu NAME")
     elif tier and tier.fits:
         choice, reason = tier, f"the design document's combination for {target.name}, and it fits"
         vlm_choice = _tier_vlm(registry, target, vlms)
@@ -98,7 +100,7 @@ def recommend(*, registry: Registry | None = None, gpu: str | None = None, vram_
         else:
             reason = "the largest combination that fits"
         if choice is None:
-            reason = f"nothing fits in {_gib(target.free_bytes)} at {frames} frames: try fewer --frames"
+            reason = _why_nothing_fits(registry, target, dtype, frames, max_new_tokens)
     return Recommendation(target, dtype, frames, max_new_tokens, choice, vlm_choice, tuple(candidates), reason,
                           tuple(warnings))
 
@@ -190,6 +192,22 @@ def _target(registry: Registry, gpu: str | None, vram_gb: float | None, device: 
     warnings = [f"GPU {device} has {_gib(d.used_bytes)} in use already; planning with the {_gib(d.free_bytes)} free"] \
         if d.used_bytes > 2 * DRIVER_RESERVED_BYTES else []
     return target, [*probe.notes, *warnings]  # e.g. MIG mode: each slice is planned on its own
+
+
+def _why_nothing_fits(registry: Registry, target: GpuTarget, dtype: str, frames: int, max_new_tokens: int) -> str:
+    """Name the option to lower: would the usual 128 new tokens fit? Would one frame?"""
+    def fits_any(frames: int, tokens: int) -> bool:
+        return any(c.fits for c in _Planner(registry, target, dtype, frames, tokens).all_candidates() if not c.vlm)
+
+    free = _gib(target.free_bytes)
+    if max_new_tokens > USUAL_NEW_TOKENS and fits_any(frames, USUAL_NEW_TOKENS):
+        return (f"--max-new-tokens {max_new_tokens:,} is too large: no combination has room for that many new "
+                f"tokens at {frames} frames (in its context and in {free}); ask for fewer")
+    if frames > 1 and fits_any(1, max_new_tokens):
+        return f"no combination fits {free} at {frames} frames: try fewer --frames"
+    if fits_any(1, 1):
+        return f"no combination fits {free} with these --frames and --max-new-tokens: lower both"
+    return f"even the smallest combination needs more than {free}: plan for a larger GPU with --gpu or --vram"
 
 
 def _smallest_ungated(registry: Registry) -> tuple[Encoder, LLM] | None:
