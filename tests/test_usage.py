@@ -127,3 +127,17 @@ def test_without_a_gpu_the_reason_says_which_smallest(fake_gpu):
     smaller = [c for c in plan.candidates if not c.vlm and c.estimate.total_bytes < plan.choice.estimate.total_bytes]
     assert smaller, "the table lists smaller (gated) pairs: the reason must not claim the smallest overall"
     assert all(registry.encoders[c.encoder].gated or registry.llms[c.llm].gated for c in smaller)
+
+
+@pytest.mark.parametrize("command", [["load", "--vlm", "qwen3-vl-2b"], ["caption", "clip.mp4"]])
+def test_load_and_caption_without_the_run_extra_name_it(capsys, monkeypatch, command):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "av" else real(name, *a))
+    code, _, err = run(capsys, *command)
+    assert code == 1 and "Traceback" not in err
+    error, hint = err.splitlines()
+    assert error == (f"Error: `vlmkit {command[0]}` runs models and needs the run extra (av not installed): "
+                     "pip install 'vlmkit[run]'")
+    assert hint.startswith("Hint: ") and "--index-url https://download.pytorch.org/whl/cpu" in hint

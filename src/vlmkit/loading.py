@@ -9,6 +9,7 @@ from pathlib import Path
 
 from vlmkit.backends.base import CaptionBackend
 from vlmkit.errors import ModelLoadError, OutOfMemoryError, UsageError, VlmkitError
+from vlmkit.extras import require_run_extra
 from vlmkit.memory import estimate_composed, estimate_vlm
 from vlmkit.model_choice import check_model_options, default_choice
 from vlmkit.registry import Registry, load_registry
@@ -42,6 +43,7 @@ def load(*, vlm: str | None = None, encoder: str | None = None, llm: str | None 
          registry: Registry | None = None, frames: int | None = None, smoke_test: bool = True,
          default: str = "composed") -> LoadedModel:
     """Load a VLM, or encoder + (projector) + LLM; with no keys, what `recommend` picks for this machine."""
+    require_run_extra("Loading a model")
     import torch
 
     registry = registry or load_registry()

@@ -73,6 +73,9 @@ def caption(
     offline: OfflineOpt = False,
 ) -> None:
     """Caption videos. Default model: the end-to-end VLM `recommend` picks for this machine."""
+    from vlmkit.extras import require_run_extra
+
+    require_run_extra("`vlmkit caption`")
     from vlmkit.backends.base import GenerationSettings
     from vlmkit.batch import BatchOptions, RunSummary, run_batch
     from vlmkit.captioning import SamplingOptions, load_for_captioning

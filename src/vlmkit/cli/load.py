@@ -34,7 +34,10 @@ def load(
     registry: RegistryOpt = None,
 ) -> None:
     """Download (only what is needed) and load models, run one small forward pass, and measure them."""
+    from vlmkit.extras import require_run_extra
     from vlmkit.loading import load as load_models
+
+    require_run_extra("`vlmkit load`")
 
     report = load_models(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype, device=device,
                          offline=offline, token=token, registry=registry_from(ctx, registry)).report
