@@ -252,3 +252,35 @@ def test_resuming_with_another_model_is_refused(zoo_registry, batch_dir, tmp_pat
     _, err = other.communicate(timeout=300)
     assert other.returncode == 2 and "holds captions made with" in err
     assert len(records(out)) == 1
+
+
+def test_the_python_api_with_output_resumes_like_the_cli(qwen3_vl, batch_dir, tmp_path):
+    from vlmkit.backends.base import GenerationSettings
+    from vlmkit.captioning import SamplingOptions, run
+    from vlmkit.errors import UsageError
+
+    videos = [batch_dir / "clip01.mp4", batch_dir / "clip02.mp4", batch_dir / "bad_corrupt.mp4"]
+    out = tmp_path / "captions.jsonl"
+    first = caption(videos, model=qwen3_vl, frames=2, max_new_tokens=4, output=out, workers=1)
+    assert [r.status for r in first] == ["ok", "ok", "error"]
+    assert [r["video"] for r in records(out)] == [str(v) for v in videos]
+
+    assert caption(videos, model=qwen3_vl, frames=2, max_new_tokens=4, output=out) == []  # all recorded
+    summary = run(videos, lambda: pytest.fail("nothing to caption, yet the model was loaded"), output=out,
+                  sampling=SamplingOptions(num_frames=2), settings=GenerationSettings(max_new_tokens=4))
+    assert (summary.captioned, summary.failed, summary.skipped, summary.failed_before) == (0, 0, 3, 1)
+    assert len(records(out)) == 3
+    videos.append(batch_dir / "clip03.mp4")  # one more: only it is captioned
+    summary = run(videos, qwen3_vl, output=out, sampling=SamplingOptions(num_frames=2),
+                  settings=GenerationSettings(max_new_tokens=4))
+    assert (summary.captioned, summary.failed, summary.skipped, summary.failed_before) == (1, 0, 3, 1)
+    assert records(out)[-1]["video"] == str(videos[-1]) and len(records(out)) == 4
+
+    retried = caption(videos, model=qwen3_vl, frames=2, max_new_tokens=4, output=out, retry_errors=True)
+    assert [(Path(r.video).name, r.status) for r in retried] == [("bad_corrupt.mp4", "error")]
+    assert sorted(r["video"] for r in records(out)) == sorted(str(v) for v in videos)  # retried, not duplicated
+
+    with pytest.raises(UsageError, match="prompt"):  # another prompt: refused before any model loads
+        run(videos + [batch_dir / "clip04.mp4"], lambda: pytest.fail("loaded"), output=out, prompt="Count the cats.",
+            models=qwen3_vl.backend.keys)
+    assert len(records(out)) == 4

@@ -15,12 +15,16 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from vlmkit.backends.base import CaptionBackend, Generated, GenerationSettings, Prepared
-from vlmkit.captioning import CaptionRecord, SamplingOptions
 from vlmkit.errors import VlmkitError
 from vlmkit.prompts import SUMMARY_PROMPT
+from vlmkit.records import CaptionRecord, RunSummary, Status
 from vlmkit.text_cleanup import strip_stock_opening
+
+if TYPE_CHECKING:
+    from vlmkit.captioning import Engine, SamplingOptions
 
 
 @dataclass(frozen=True)
@@ -35,18 +39,14 @@ class BatchOptions:
     overlap_prepare: bool | None = None
 
 
-@dataclass
-class RunSummary:
-    captioned: int = 0
-    failed: int = 0
-    skipped: int = 0
-    elapsed_seconds: float = 0.0
-    interrupted: bool = False
-    retried_oom: int = 0
+def local_engine(backend: CaptionBackend, prompt: str, sampling: SamplingOptions, settings: GenerationSettings,
+                 options: BatchOptions = BatchOptions()) -> Engine:
+    """The engine that captions on this process's model (see `captioning.Engine`)."""
 
-    @property
-    def videos_per_minute(self) -> float:
-        return 60 * (self.captioned + self.failed) / self.elapsed_seconds if self.elapsed_seconds else 0.0
+    def caption(videos: list[str], on_record: Callable[[CaptionRecord], None], stop: threading.Event) -> RunSummary:
+        return run_batch(backend, videos, prompt, sampling, settings, options, on_record=on_record, stop=stop)
+
+    return caption
 
 
 @dataclass
@@ -101,8 +101,8 @@ def run_batch(backend: CaptionBackend, videos: list[str], prompt: str, sampling:
                 _generate(backend, batch, settings, summary)
                 for job in batch.jobs:
                     record = _finish(backend, job, prompt, settings, options)
-                    summary.captioned += record.status == "ok"
-                    summary.failed += record.status != "ok"
+                    summary.captioned += record.ok
+                    summary.failed += not record.ok
                     on_record(record)
         finally:  # stopped, finished or failed: drop the work started ahead
             upcoming.cancel()
@@ -223,15 +223,15 @@ def _describe(exc: BaseException) -> str:
 def _finish(backend, job: _Job, prompt: str, settings: GenerationSettings, options: BatchOptions) -> CaptionRecord:
     video = os.path.abspath(job.video)
     if job.error:
-        return CaptionRecord(video, None, backend.keys, [], prompt, 0, round(job.seconds, 3), "error", job.error,
-                             job.notes)
+        return CaptionRecord(video=video, status=Status.ERROR, error=job.error, models=backend.keys, prompt=prompt,
+                             elapsed_seconds=round(job.seconds, 3), notes=job.notes)
     clean = strip_stock_opening if options.strip_prefix else (lambda text: text)
     captions = [clean(job.outputs[i].text) for i in range(len(job.clips))]
     new_tokens = sum(job.outputs[i].new_tokens for i in range(len(job.clips)))
     stamps = [round(t, 3) for clip in job.clips for t in clip.timestamps]
     if not options.segments:
-        return CaptionRecord(video, captions[0], backend.keys, stamps, prompt, new_tokens, round(job.seconds, 3),
-                             notes=job.notes)
+        return CaptionRecord(video=video, caption=captions[0], models=backend.keys, timestamps=stamps, prompt=prompt,
+                             new_tokens=new_tokens, elapsed_seconds=round(job.seconds, 3), notes=job.notes)
     segments = [{"start": round(lo, 3), "end": round(hi, 3), "caption": text}
                 for (lo, hi), text in zip(job.windows, captions)]
     whole = None
@@ -241,8 +241,9 @@ def _finish(backend, job: _Job, prompt: str, settings: GenerationSettings, optio
         made = backend.generate_text([SUMMARY_PROMPT.format(segments=listing)], settings)[0]
         whole, new_tokens = clean(made.text), new_tokens + made.new_tokens
         job.seconds += time.perf_counter() - started
-    return CaptionRecord(video, whole or " ".join(c for c in captions if c), backend.keys, stamps, prompt, new_tokens,
-                         round(job.seconds, 3), notes=job.notes, segments=segments, summary=whole)
+    return CaptionRecord(video=video, caption=whole or " ".join(c for c in captions if c), models=backend.keys,
+                         timestamps=stamps, prompt=prompt, new_tokens=new_tokens,
+                         elapsed_seconds=round(job.seconds, 3), notes=job.notes, segments=segments, summary=whole)
 
 
 def is_out_of_memory(exc: BaseException | Generated) -> bool:

@@ -1,14 +1,22 @@
-"""`caption`: sampled frames in, one record per video out, through any backend."""
+"""`caption` and `run`: videos in, one record per video out (resumably, into a journal), through any backend."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vlmkit.backends.base import GenerationSettings
-from vlmkit.errors import UsageError
+from vlmkit.errors import UsageError, VlmkitError
 from vlmkit.prompts import DEFAULT_PROMPT
+from vlmkit.records import CaptionRecord, RunSummary, Status  # noqa: F401 - re-exported: the record's old home
+from vlmkit.subtitles import SubtitleNames, write_subtitles
+
+if TYPE_CHECKING:
+    from vlmkit.batch import BatchOptions
 
 
 @dataclass(frozen=True)
@@ -31,20 +39,104 @@ class SamplingOptions:
                                self.end, self.timeout)
 
 
-@dataclass(frozen=True)
-class CaptionRecord:
-    video: str
-    caption: str | None
-    models: dict[str, str]
-    timestamps: list[float]
-    prompt: str
-    new_tokens: int
-    elapsed_seconds: float
-    status: str = "ok"  # "ok" or "error"
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)
-    segments: list[dict] | None = None  # dense captioning: [{"start", "end", "caption"}]
-    summary: str | None = None  # dense captioning: the whole video in one paragraph
+Engine = Callable[[list[str], Callable[[CaptionRecord], None], threading.Event], RunSummary]
+"""Captions the videos still to do, handing each record to the callback as it finishes, and stops
+between batches once the event is set. `batch.local_engine` runs on this process's model."""
+
+
+class CaptionRun:
+    """One resumable run: the journal, the videos still to do, subtitle files and the summary.
+
+    Opening it reads the output a previous run left (`output=`), refuses another model or prompt
+    (`models=`, when known before loading), and works out `todo`; `caption(engine, ...)` captions
+    them, appending each record to the journal (synced to disk) as it arrives.
+    """
+
+    def __init__(self, videos: Iterable[str | Path], *, prompt: str = DEFAULT_PROMPT, output: str | Path | None = None,
+                 retry_errors: bool = False, models: dict[str, str] | None = None, subtitles: str | None = None,
+                 subtitle_dir: str | Path | None = None) -> None:
+        from vlmkit.journal import Journal
+
+        self.videos, self.prompt = [str(v) for v in videos], prompt
+        self.journal = Journal.open(output, retry_errors=retry_errors) if output else None
+        self.subtitles = subtitles  # "srt" or "vtt": one file per video with segments
+        self._subtitle_names = SubtitleNames(Path(subtitle_dir) if subtitle_dir else
+                                             Path(output).parent if output else Path.cwd())
+        recorded = (self.journal.done | self.journal.failed) if self.journal else set()
+        self.todo = [v for v in self.videos if os.path.abspath(v) not in recorded]
+        self.failed_before = len({os.path.abspath(v) for v in self.videos} & self.journal.failed) if self.journal else 0
+        if models:
+            try:
+                self.check_models(models)
+            except VlmkitError:
+                self.close()
+                raise
+
+    @property
+    def skipped(self) -> int:
+        return len(self.videos) - len(self.todo)
+
+    def check_models(self, models: dict[str, str]) -> None:
+        """Resuming with another model or prompt would mix two datasets in one file."""
+        if self.journal:
+            self.journal.check_same_run(models, self.prompt)
+
+    def summary(self) -> RunSummary:
+        """The summary of a run that captions nothing (everything was recorded before)."""
+        return RunSummary(skipped=self.skipped, failed_before=self.failed_before)
+
+    def caption(self, engine: Engine, *, models: dict[str, str],
+                on_record: Callable[[CaptionRecord], None] | None = None,
+                stop: threading.Event | None = None) -> RunSummary:
+        """Caption `todo` with `engine`; `models` are the keys its records carry (checked against the output)."""
+        self.check_models(models)
+
+        def record(result: CaptionRecord) -> None:
+            if self.journal:
+                self.journal.write(result)
+            if self.subtitles and result.segments:
+                write_subtitles(result.segments, self.subtitles,
+                                self._subtitle_names.path_for(result.video, self.subtitles))
+            if on_record:
+                on_record(result)
+
+        summary = engine(self.todo, record, stop or threading.Event())
+        summary.skipped, summary.failed_before = self.skipped, self.failed_before
+        return summary
+
+    def close(self) -> None:
+        if self.journal:
+            self.journal.close()
+
+    def __enter__(self) -> CaptionRun:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def run(videos: Iterable[str | Path], model=None, *, output: str | Path | None = None, retry_errors: bool = False,
+        prompt: str = DEFAULT_PROMPT, sampling: SamplingOptions = SamplingOptions(),
+        settings: GenerationSettings | None = None, options: BatchOptions | None = None,
+        subtitles: str | None = None, subtitle_dir: str | Path | None = None, models: dict[str, str] | None = None,
+        on_record: Callable[[CaptionRecord], None] | None = None, stop: threading.Event | None = None) -> RunSummary:
+    """Caption `videos` resumably: with `output`, videos recorded there before are skipped.
+
+    `model` is a `vlmkit.load(...)` result, or a function returning one, called only when some
+    video is left to caption. `models` (registry keys), when known, refuses a mismatched output
+    before anything loads.
+    """
+    from vlmkit.batch import BatchOptions, local_engine
+
+    sampling.validate()
+    with CaptionRun(videos, prompt=prompt, output=output, retry_errors=retry_errors, models=models,
+                    subtitles=subtitles, subtitle_dir=subtitle_dir) as job:
+        if not job.todo:
+            return job.summary()
+        loaded = model if hasattr(model, "backend") else model()
+        engine = local_engine(loaded.backend, prompt, sampling, settings or GenerationSettings(),
+                              options or BatchOptions())
+        return job.caption(engine, models=loaded.backend.keys, on_record=on_record, stop=stop)
 
 
 def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None, encoder: str | None = None,
@@ -53,25 +145,54 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
             start: float | None = None, end: float | None = None, max_new_tokens: int = 128,
             temperature: float | None = None, seed: int | None = None, dtype: str | None = None,
             device: str | None = None, offline: bool = False, registry=None, model=None, batch_size: int = 1,
-            segments: float | None = None, summary: bool = False, strip_prefix: bool = False) -> list[CaptionRecord]:
+            workers: int = 2, static_cache: bool = False, segments: float | None = None, summary: bool = False,
+            strip_prefix: bool = False, output: str | Path | None = None,
+            retry_errors: bool = False) -> list[CaptionRecord]:
     """Caption one video or many; a video that fails becomes a record with status 'error'.
 
     `model` reuses a `vlmkit.load(...)` result instead of loading again (handy in notebooks).
+    With `output` (.jsonl or .csv) each record is appended there as it finishes, and a second call
+    captions only the videos not recorded yet (and, with `retry_errors`, those that failed);
+    the list returned holds this call's records.
     """
-    paths = [videos] if isinstance(videos, (str, Path)) else list(videos)
-    sampling = SamplingOptions(frames, fps, min_frames, max_frames, start, end)
-    sampling.validate()
-    if model is None:
-        model = load_for_captioning(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype,
-                                    device=device, offline=offline, registry=registry)
-    from vlmkit.batch import BatchOptions, run_batch
+    from vlmkit.batch import BatchOptions
 
-    settings = GenerationSettings(max_new_tokens, temperature, seed)
+    paths = [videos] if isinstance(videos, (str, Path)) else list(videos)
+    if output:
+        check_output_name(Path(output))
     records: list[CaptionRecord] = []
-    run_batch(model.backend, [str(p) for p in paths], prompt, sampling, settings,
-              BatchOptions(batch_size=batch_size, segments=segments, summary=summary, strip_prefix=strip_prefix),
-              on_record=records.append)
+
+    def load_model():
+        return load_for_captioning(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype,
+                                   device=device, offline=offline, registry=registry)
+
+    run(paths, model or load_model, output=output, retry_errors=retry_errors, prompt=prompt,
+        sampling=SamplingOptions(frames, fps, min_frames, max_frames, start, end),
+        settings=GenerationSettings(max_new_tokens, temperature, seed, static_cache),
+        options=BatchOptions(batch_size=batch_size, workers=workers, segments=segments, summary=summary,
+                             strip_prefix=strip_prefix),
+        models=named_models(registry, vlm=vlm, encoder=encoder, llm=llm) if output and not model else None,
+        on_record=records.append)
     return records
+
+
+def named_models(registry, *, vlm: str | None = None, encoder: str | None = None,
+                 llm: str | None = None) -> dict[str, str] | None:
+    """The registry keys records will carry, when the models are named (None: the default model)."""
+    if not (vlm or (encoder and llm)):
+        return None
+    if registry is None:
+        from vlmkit.registry import load_registry
+
+        registry = load_registry()
+    return {"vlm": registry.vlm(vlm).key} if vlm else {"encoder": registry.encoder(encoder).key,
+                                                       "llm": registry.llm(llm).key}
+
+
+def check_output_name(output: Path) -> None:
+    if output.suffix.lower() not in (".jsonl", ".csv"):
+        raise UsageError(f"--output {output}: use a .jsonl or .csv file",
+                         "Records are appended as each video finishes, so that a rerun resumes.")
 
 
 def load_for_captioning(*, vlm=None, encoder=None, llm=None, projector=None, **kwargs):

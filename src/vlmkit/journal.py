@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlmkit.errors import UsageError, VlmkitError
+from vlmkit.records import COLUMNS, CaptionRecord, csv_cell
 
-CSV_FIELDS = ["video", "status", "caption", "error", "models", "timestamps", "prompt", "new_tokens",
-              "elapsed_seconds", "notes", "segments", "summary"]
+CSV_FIELDS = COLUMNS  # the record's fields, in order
 
 
 @dataclass
@@ -46,12 +46,13 @@ class Journal:
                              "Pass an --output in a directory you can write to.") from None
         return journal
 
-    def write(self, record: dict) -> None:
+    def write(self, record: CaptionRecord | dict) -> None:
+        data = record.to_dict() if isinstance(record, CaptionRecord) else record
         if self.kind == "csv":
-            self._write_line(csv_line(record))
+            self._write_line(csv_line(data))
         else:
-            self._write_line(json.dumps(record, ensure_ascii=False) + "\n")
-        (self.done if record["status"] == "ok" else self.failed).add(record["video"])
+            self._write_line(json.dumps(data, ensure_ascii=False) + "\n")
+        (self.done if data["status"] == "ok" else self.failed).add(data["video"])
 
     def check_same_run(self, models: dict[str, str], prompt: str) -> None:
         """Resuming with another model or prompt would mix two datasets in one file."""
@@ -101,11 +102,11 @@ class Journal:
         entries = [(line, self._parse(line, number))
                    for number, line in enumerate(lines[len(header):], len(header) + 1)]
         for _, record in entries:
-            (self.done if record["status"] == "ok" else self.failed).add(record["video"])
-            self.made_with.add((_models_text(record["models"]), record["prompt"]))
+            (self.done if record.ok else self.failed).add(record.video)
+            self.made_with.add((_models_text(record.models), record.prompt))
         self.failed -= self.done
         if retry_errors and self.failed:
-            entries = [(line, record) for line, record in entries if record["status"] != "error"]
+            entries = [(line, record) for line, record in entries if record.ok]
             self.failed = set()
         new_text = "".join(header + [line for line, _ in entries])
         if new_text != text:  # rewrite atomically: a crash here leaves the old file whole
@@ -113,44 +114,34 @@ class Journal:
             temporary.write_text(new_text, encoding="utf-8")
             os.replace(temporary, self.path)
 
-    def _parse(self, line: str, number: int) -> dict:
+    def _parse(self, line: str, number: int) -> CaptionRecord:
         try:
             if self.kind == "csv":
-                values = next(csv.reader([line]))
-                if len(values) != len(CSV_FIELDS):
-                    raise ValueError
-                record = dict(zip(CSV_FIELDS, values))
+                record = CaptionRecord.from_row(next(csv.reader([line])))
             else:
-                record = json.loads(line)
-            if not (isinstance(record, dict) and _RECORD_KEYS <= record.keys() and record["video"]
-                    and record["status"] in ("ok", "error")):
+                data = json.loads(line)
+                if not isinstance(data, dict):
+                    raise ValueError
+                record = CaptionRecord.from_dict(data)
+            if not (record.video and isinstance(record.models, dict)):
                 raise ValueError
             return record
-        except (ValueError, StopIteration):
+        except (ValueError, TypeError, StopIteration):
             raise UsageError(f"{self.path}:{number} is not a vlmkit record", _NOT_OURS_HINT) from None
 
 
 _NOT_OURS_HINT = "vlmkit resumes only a file it wrote, and never changes another; pass another --output."
-_JSONL_START = '{"video": '  # every record vlmkit writes starts so (the record's first field)
-_RECORD_KEYS = {"video", "status", "models", "prompt", "timestamps"}
+_JSONL_START = f'{{"{COLUMNS[0]}": '  # every record vlmkit writes starts so (the record's first field)
 
 
-def _models_text(models) -> str:
-    """Models as recorded: a dict in JSONL, its JSON text in CSV."""
-    return models if isinstance(models, str) else json.dumps(models, sort_keys=True)
+def _models_text(models: dict[str, str]) -> str:
+    return json.dumps(models, sort_keys=True)
 
 
 def csv_line(values: list | dict) -> str:
     """One CSV line; a dict is laid out in CSV_FIELDS order."""
     if isinstance(values, dict):
-        values = [_csv_value(values.get(k), sort_keys=k == "models") for k in CSV_FIELDS]
+        values = [csv_cell(k, values.get(k)) for k in CSV_FIELDS]
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow(values)
     return out.getvalue()
-
-
-def _csv_value(value, sort_keys: bool = False) -> str:
-    """One line per record, so a partial line can be told apart after a crash."""
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False, sort_keys=sort_keys)
-    return "" if value is None else " ".join(str(value).split())

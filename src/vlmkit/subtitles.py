@@ -31,3 +31,19 @@ def write_subtitles(segments: list[dict], kind: str, path: Path) -> Path:
     temporary.write_text(to_srt(segments) if kind == "srt" else to_vtt(segments), encoding="utf-8")
     temporary.replace(path)
     return path
+
+
+class SubtitleNames:
+    """`<dir>/<video name>.srt`, unless two videos of this run share a name: then the second gets a suffix."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory, self.owners = directory, {}
+
+    def path_for(self, video: str, kind: str) -> Path:
+        import hashlib
+
+        name = f"{Path(video).stem}.{kind}"
+        if self.owners.setdefault(name, video) != video:
+            name = f"{Path(video).stem}-{hashlib.sha1(video.encode()).hexdigest()[:8]}.{kind}"
+            self.owners[name] = video
+        return self.directory / name

@@ -112,6 +112,18 @@ class CaptionBackend(ABC):
         self.generate([video], "Describe.", GenerationSettings(max_new_tokens=1))
 
 
+def generate_and_decode(model, tokenizer, inputs, settings: GenerationSettings) -> list[Generated]:
+    """The tail every backend shares: generate from prepared inputs, decode each row's new tokens.
+
+    `inputs` are `generate`'s keyword arguments. With `input_ids` the output repeats the prompt,
+    which is cut off; with `inputs_embeds` only, the output holds the new tokens alone.
+    """
+    seed_everything(settings.seed)
+    output = model.generate(**inputs, **settings.generate_kwargs(tokenizer.pad_token_id))
+    prompt_length = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
+    return [decode_new_tokens(row, tokenizer, model.generation_config) for row in output[:, prompt_length:]]
+
+
 def decode_new_tokens(tokens, tokenizer, generation_config) -> Generated:
     """Text up to the first stop token; the count is of real new tokens, not padding."""
     eos = generation_config.eos_token_id

@@ -9,14 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from vlmkit.backends.base import (
-    CaptionBackend,
-    Generated,
-    GenerationSettings,
-    Prepared,
-    decode_new_tokens,
-    seed_everything,
-)
+from vlmkit.backends.base import CaptionBackend, Generated, GenerationSettings, Prepared, generate_and_decode
 from vlmkit.errors import ModelLoadError
 from vlmkit.projector import Projector
 from vlmkit.vision import VisionEncoder
@@ -62,11 +55,8 @@ class ComposedBackend(CaptionBackend):
                                  "An untrained projector only produces noise; use --vlm KEY for an end-to-end model.")
         features = [self.projector(self.encoder.features(p).to(self.dtype)) for p in prepared.inputs]  # [T, N, H]
         embeds, mask = self._splice(prepared.prompt, [f.flatten(0, 1) for f in features])
-        seed_everything(settings.seed)
-        output = self.llm.generate(inputs_embeds=embeds, attention_mask=mask,
-                                   **settings.generate_kwargs(self.tokenizer.pad_token_id))
-        # with inputs_embeds only, the output holds the new tokens only
-        return [decode_new_tokens(row, self.tokenizer, self.llm.generation_config) for row in output]
+        return generate_and_decode(self.llm, self.tokenizer, {"inputs_embeds": embeds, "attention_mask": mask},
+                                   settings)
 
     @torch.inference_mode()
     def generate_text(self, prompts: list[str], settings: GenerationSettings) -> list[Generated]:
@@ -74,10 +64,7 @@ class ComposedBackend(CaptionBackend):
                                                     add_generation_prompt=True, enable_thinking=False) for p in prompts]
         self.tokenizer.padding_side = "left"
         inputs = self.tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt").to(self.device)
-        seed_everything(settings.seed)
-        output = self.llm.generate(**inputs, **settings.generate_kwargs(self.tokenizer.pad_token_id))
-        new = output[:, inputs["input_ids"].shape[1]:]
-        return [decode_new_tokens(row, self.tokenizer, self.llm.generation_config) for row in new]
+        return generate_and_decode(self.llm, self.tokenizer, inputs, settings)
 
     def _splice(self, prompt: str, visual: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded embeddings [B, L, H] with each video's features at its placeholder positions."""

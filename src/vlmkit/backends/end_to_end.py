@@ -1,29 +1,36 @@
 """End-to-end video VLMs through transformers: each model's own processor and chat template.
 
 LLaVA-NeXT-Video, Qwen3-VL and the Qwen3-Omni thinker take sampled frames as a video;
-LLaVA-v1.6 (an image model) takes them as a sequence of images.
+LLaVA-v1.6 (an image model) takes them as a sequence of images. `FAMILIES` says which is which.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from vlmkit.backends.base import (
-    CaptionBackend,
-    Generated,
-    GenerationSettings,
-    Prepared,
-    decode_new_tokens,
-    seed_everything,
-)
+from vlmkit.backends.base import CaptionBackend, Generated, GenerationSettings, Prepared, generate_and_decode
 from vlmkit.registry import VLM
 
-MODEL_CLASSES = {
-    "llava-next-video": "LlavaNextVideoForConditionalGeneration",
-    "llava-next": "LlavaNextForConditionalGeneration",
-    "qwen3-vl": "AutoModelForImageTextToText",
-    "qwen3-vl-moe": "AutoModelForImageTextToText",
-    "qwen3-omni": "Qwen3OmniMoeThinkerForConditionalGeneration",  # text output only: no talker
+
+@dataclass(frozen=True)
+class _Family:
+    model_class: str  # a transformers class name
+    frames_as: str  # "video": one video per prompt; "images": one image per frame (an image model)
+    # Qwen: frames padded to whole temporal patches, with their real times passed as video metadata
+    timed_frames: bool = False
+    # tokens per frame fixed by the model (LLaVA); Qwen's processors choose them by resolution
+    fixed_tokens_per_frame: bool = False
+
+
+FAMILIES = {
+    "llava-next-video": _Family("LlavaNextVideoForConditionalGeneration", "video", fixed_tokens_per_frame=True),
+    "llava-next": _Family("LlavaNextForConditionalGeneration", "images", fixed_tokens_per_frame=True),
+    "qwen3-vl": _Family("AutoModelForImageTextToText", "video", timed_frames=True),
+    "qwen3-vl-moe": _Family("AutoModelForImageTextToText", "video", timed_frames=True),
+    # text output only: the thinker, without the talker
+    "qwen3-omni": _Family("Qwen3OmniMoeThinkerForConditionalGeneration", "video", timed_frames=True),
 }
 TIME_SCALE = 1000  # Qwen processors derive times as index / fps: milliseconds carry the real times
 
@@ -31,9 +38,10 @@ TIME_SCALE = 1000  # Qwen processors derive times as index / fps: milliseconds c
 class EndToEndBackend(CaptionBackend):
     def __init__(self, model, processor, entry: VLM, *, dtype: torch.dtype, device: str) -> None:
         self.model, self.processor, self.entry = model, processor, entry
+        self.family = FAMILIES[entry.family]
         self.keys, self.dtype, self.device = {"vlm": entry.key}, dtype, device
         self.default_frames = entry.default_frames
-        if entry.family.startswith("llava"):  # Qwen processors choose tokens per frame by resolution
+        if self.family.fixed_tokens_per_frame:
             self.tokens_per_frame, self.max_context = entry.tokens_per_frame, entry.max_context
         processor.tokenizer.padding_side = "left"  # generation continues from the right edge
 
@@ -41,7 +49,7 @@ class EndToEndBackend(CaptionBackend):
     def from_pretrained(cls, path: str, entry: VLM, *, dtype: torch.dtype, device: str) -> EndToEndBackend:
         import transformers
 
-        model_class = getattr(transformers, MODEL_CLASSES[entry.family])
+        model_class = getattr(transformers, FAMILIES[entry.family].model_class)
         model = model_class.from_pretrained(path, dtype=dtype, attn_implementation="sdpa", use_safetensors=True)
         processor = transformers.AutoProcessor.from_pretrained(path)
         return cls(model.to(device).eval(), processor, entry, dtype=dtype, device=device)
@@ -67,11 +75,7 @@ class EndToEndBackend(CaptionBackend):
     @torch.inference_mode()
     def _run_group(self, inputs, settings: GenerationSettings) -> list[Generated]:
         inputs = inputs.to(self.device, self.dtype)  # casts floating tensors only
-        seed_everything(settings.seed)
-        tokenizer = self.processor.tokenizer
-        output = self.model.generate(**inputs, **settings.generate_kwargs(tokenizer.pad_token_id))
-        new = output[:, inputs["input_ids"].shape[1]:]
-        return [decode_new_tokens(row, tokenizer, self.model.generation_config) for row in new]
+        return generate_and_decode(self.model, self.processor.tokenizer, inputs, settings)
 
     @torch.inference_mode()
     def generate_text(self, prompts: list[str], settings: GenerationSettings) -> list[Generated]:
@@ -79,15 +83,11 @@ class EndToEndBackend(CaptionBackend):
             [{"role": "user", "content": [{"type": "text", "text": p}]}], add_generation_prompt=True, tokenize=False)
             for p in prompts]
         inputs = self.processor(text=texts, padding=True, return_tensors="pt").to(self.device)
-        seed_everything(settings.seed)
-        tokenizer = self.processor.tokenizer
-        output = self.model.generate(**inputs, **settings.generate_kwargs(tokenizer.pad_token_id))
-        new = output[:, inputs["input_ids"].shape[1]:]
-        return [decode_new_tokens(row, tokenizer, self.model.generation_config) for row in new]
+        return generate_and_decode(self.model, self.processor.tokenizer, inputs, settings)
 
     def _inputs(self, videos, prompt: str):
-        family = self.entry.family
-        if family == "llava-next":
+        family = self.family
+        if family.frames_as == "images":
             content = [{"type": "image"} for _ in range(len(videos[0].frames))]
         else:
             content = [{"type": "video"}]
@@ -95,11 +95,11 @@ class EndToEndBackend(CaptionBackend):
             [{"role": "user", "content": content + [{"type": "text", "text": prompt}]}],
             add_generation_prompt=True, tokenize=False)
         texts = [text] * len(videos)
-        if family == "llava-next":
+        if family.frames_as == "images":
             images = [list(v.frames) for v in videos]
             return self.processor(text=texts, images=images, padding=True, return_tensors="pt")
         frames = [v.frames for v in videos]
-        if family.startswith("qwen3"):
+        if family.timed_frames:
             frames = [_whole_temporal_patches(f, self.processor.video_processor.temporal_patch_size) for f in frames]
             metadata = [{"fps": TIME_SCALE, "total_num_frames": len(f), "duration": v.duration,
                          "frames_indices": _padded([round(t * TIME_SCALE) for t in v.timestamps], len(f))}

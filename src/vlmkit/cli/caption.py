@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import signal
 import sys
@@ -25,7 +24,7 @@ from vlmkit.cli.options import (
     ProjectorOpt,
     VlmOpt,
 )
-from vlmkit.cli.render import stderr, stdout, to_jsonable, warn
+from vlmkit.cli.render import stderr, stdout, warn
 from vlmkit.cli.state import registry_from
 from vlmkit.errors import UsageError
 from vlmkit.prompts import DEFAULT_PROMPT
@@ -77,12 +76,11 @@ def caption(
 
     require_run_extra("`vlmkit caption`")
     from vlmkit.backends.base import GenerationSettings
-    from vlmkit.batch import BatchOptions, RunSummary, run_batch
-    from vlmkit.captioning import SamplingOptions, load_for_captioning
+    from vlmkit.batch import BatchOptions, local_engine
+    from vlmkit.captioning import CaptionRun, SamplingOptions, load_for_captioning, named_models
     from vlmkit.cli.progress import ProgressReporter
     from vlmkit.gpu import parse_device
     from vlmkit.inputs import collect_videos
-    from vlmkit.journal import Journal
     from vlmkit.model_choice import check_model_options
 
     output_format = _check_format(output_format, output, segments)
@@ -97,61 +95,45 @@ def caption(
     paths = collect_videos(videos or [], manifest or [], warn=warn)
     if not paths:
         raise UsageError("No videos to caption", "Name video files or directories, or pass --list FILE.")
-    journal = Journal.open(output, retry_errors=retry_errors) if output else None
-    if journal and (vlm or (encoder and llm)):  # named models: refuse a mixed dataset before loading anything
-        registry = registry_from(ctx)
-        keys = ({"vlm": registry.vlm(vlm).key} if vlm else
-                {"encoder": registry.encoder(encoder).key, "llm": registry.llm(llm).key})
-        journal.check_same_run(keys, prompt)
-    recorded = (journal.done | journal.failed) if journal else set()
-    todo = [p for p in paths if os.path.abspath(p) not in recorded]
-    failed_before = len({os.path.abspath(p) for p in paths} & journal.failed) if journal else 0
-    skipped = len(paths) - len(todo)
-    if journal and skipped:
-        stderr.print(f"Resuming {output}: {skipped} of {len(paths)} videos already recorded", highlight=False)
+    # named models: refuse a mixed dataset before loading anything
+    models = named_models(registry_from(ctx), vlm=vlm, encoder=encoder, llm=llm) if output else None
+    subtitles = output_format.value if output_format in (Format.srt, Format.vtt) else None
+    job = CaptionRun(paths, prompt=prompt, output=output, retry_errors=retry_errors, models=models,
+                     subtitles=subtitles)
+    if output and job.skipped:
+        stderr.print(f"Resuming {output}: {job.skipped} of {len(paths)} videos already recorded", highlight=False)
 
     records: list = []
-    subtitles = _SubtitleNames(output.parent if output else Path.cwd())
-    progress = ProgressReporter(total=len(todo), quiet=quiet)
+    progress = ProgressReporter(total=len(job.todo), quiet=quiet)
     stop = threading.Event()
 
     def on_record(record) -> None:
-        if journal:
-            journal.write(to_jsonable(record))
-        else:
+        if not output:
             records.append(record)
-        if output_format in (Format.srt, Format.vtt) and record.segments:
-            from vlmkit.subtitles import write_subtitles
-
-            write_subtitles(record.segments, output_format.value, subtitles.path_for(record.video, output_format.value))
         progress.advance(record)
 
     try:
-        result = RunSummary(skipped=skipped)
-        if todo:
+        result = job.summary()
+        if job.todo:
             model = load_for_captioning(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype,
                                         device=device, offline=offline, registry=registry_from(ctx))
-            if journal:
-                journal.check_same_run(model.backend.keys, prompt)
+            engine = local_engine(model.backend, prompt, sampling,
+                                  GenerationSettings(max_new_tokens, temperature, seed, static_cache),
+                                  BatchOptions(batch_size=batch_size, workers=workers, segments=segments,
+                                               summary=summary, strip_prefix=strip_prefix))
             with _first_interrupt_sets(stop), progress:
-                result = run_batch(
-                    model.backend, todo, prompt, sampling,
-                    GenerationSettings(max_new_tokens, temperature, seed, static_cache),
-                    BatchOptions(batch_size=batch_size, workers=workers, segments=segments, summary=summary,
-                                 strip_prefix=strip_prefix),
-                    on_record=on_record, stop=stop, skipped=skipped)
+                result = job.caption(engine, models=model.backend.keys, on_record=on_record, stop=stop)
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keeping what is written
         stderr.print("Stopped. Records written so far are kept"
                      + (f"; resume with: {escape(shlex.join(['vlmkit', *sys.argv[1:]]))}" if output else "."),
                      highlight=False)
         raise typer.Exit(130) from None
     finally:
-        if journal:
-            journal.close()
-    if not journal:
+        job.close()
+    if not output:
         stdout.out(_render(records, output_format or Format.text), end="", highlight=False)
-    _print_summary(result, output, stopped=stop.is_set(), failed_before=failed_before)
-    if result.failed or failed_before or stop.is_set():
+    _print_summary(result, output, stopped=stop.is_set())
+    if result.failed or result.failed_before or stop.is_set():
         raise typer.Exit(130 if stop.is_set() else 1)
 
 
@@ -159,9 +141,10 @@ def _check_format(output_format: Format | None, output: Path | None, segments: f
     if output_format in (Format.srt, Format.vtt) and not segments:
         raise UsageError(f"--format {output_format.value} needs --segments SECONDS",
                          "Subtitles need timed captions: add --segments 10, say.")
-    if output and output.suffix.lower() not in (".jsonl", ".csv"):
-        raise UsageError(f"--output {output}: use a .jsonl or .csv file",
-                         "Records are appended as each video finishes, so that a rerun resumes.")
+    if output:
+        from vlmkit.captioning import check_output_name
+
+        check_output_name(output)
     if output and output_format in (Format.jsonl, Format.csv) and output.suffix.lower() != f".{output_format.value}":
         raise UsageError(f"--format {output_format.value} does not match --output {output.name}",
                          f"Name the output FILE.{output_format.value}.")
@@ -173,19 +156,20 @@ def _check_format(output_format: Format | None, output: Path | None, segments: f
 
 def _render(records, output_format: Format) -> str:
     if output_format is Format.json:
-        return json.dumps(to_jsonable(records), indent=2) + "\n"
+        return json.dumps([r.to_dict() for r in records], indent=2) + "\n"
     if output_format is Format.text or output_format in (Format.srt, Format.vtt):
-        return "".join(f"{r.video}: {r.caption}\n" for r in records if r.status == "ok")
+        return "".join(f"{r.video}: {r.caption}\n" for r in records if r.ok)
     if output_format is Format.csv:
         from vlmkit.journal import CSV_FIELDS, csv_line
 
-        return csv_line(CSV_FIELDS) + "".join(csv_line(r) for r in map(to_jsonable, records))
-    return "".join(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n" for r in records)
+        return csv_line(CSV_FIELDS) + "".join(csv_line(r.to_row()) for r in records)
+    return "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records)
 
 
-def _print_summary(result, output: Path | None, *, stopped: bool, failed_before: int) -> None:
+def _print_summary(result, output: Path | None, *, stopped: bool) -> None:
     minutes, seconds = divmod(result.elapsed_seconds, 60)
-    earlier = f" ({failed_before} of them failed earlier: --retry-errors retries them)" if failed_before else ""
+    earlier = (f" ({result.failed_before} of them failed earlier: --retry-errors retries them)"
+               if result.failed_before else "")
     stderr.print(f"Captioned {result.captioned}, skipped {result.skipped}{earlier}, failed {result.failed} "
                  f"in {int(minutes)}m{seconds:04.1f}s ({result.videos_per_minute:.1f} videos/min)", highlight=False)
     if result.retried_oom:
@@ -195,22 +179,6 @@ def _print_summary(result, output: Path | None, *, stopped: bool, failed_before:
         command = shlex.join(["vlmkit", *sys.argv[1:]])
         hint = f"Resume with: {command}" if output else "Add --output FILE.jsonl to make runs resumable."
         stderr.print(f"Interrupted. {escape(hint)}", highlight=False)
-
-
-class _SubtitleNames:
-    """`<dir>/<video name>.srt`, unless two videos of this run share a name: then the second gets a suffix."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory, self.owners = directory, {}
-
-    def path_for(self, video: str, kind: str) -> Path:
-        import hashlib
-
-        name = f"{Path(video).stem}.{kind}"
-        if self.owners.setdefault(name, video) != video:
-            name = f"{Path(video).stem}-{hashlib.sha1(video.encode()).hexdigest()[:8]}.{kind}"
-            self.owners[name] = video
-        return self.directory / name
 
 
 class _first_interrupt_sets:

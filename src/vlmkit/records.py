@@ -1,0 +1,105 @@
+"""What a caption run produces: one record per video, and the run's summary.
+
+`CaptionRecord` is the one definition of a record: the journal's JSONL keys and CSV columns are
+its fields, in their order. Nothing here imports torch, the backends or the journal.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from enum import Enum
+
+
+class Status(str, Enum):
+    OK = "ok"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptionRecord:
+    video: str  # absolute path; the first field, so every JSONL record starts `{"video": `
+    status: Status = Status.OK
+    caption: str | None = None
+    error: str | None = None
+    models: dict[str, str]  # registry keys: {"vlm": ...} or {"encoder": ..., "llm": ...}
+    timestamps: list[float] = field(default_factory=list)
+    prompt: str
+    new_tokens: int = 0
+    elapsed_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    segments: list[dict] | None = None  # dense captioning: [{"start", "end", "caption"}]
+    summary: str | None = None  # dense captioning: the whole video in one paragraph
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))  # "ok" from a file becomes Status.OK
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    def to_dict(self) -> dict:
+        """Plain JSON types, keys in field order."""
+        data = asdict(self)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CaptionRecord:
+        """The inverse of `to_dict`; unknown keys are ignored, a missing required key is a ValueError."""
+        missing = REQUIRED_KEYS - data.keys()
+        if missing:
+            raise ValueError(f"a caption record needs {', '.join(sorted(missing))}")
+        return cls(**{k: data[k] for k in COLUMNS if k in data})
+
+    def to_row(self) -> list[str]:
+        """CSV cells in COLUMNS order: lists and dicts as JSON, None as "", text on one line."""
+        return [csv_cell(name, value) for name, value in self.to_dict().items()]
+
+    @classmethod
+    def from_row(cls, row: list[str]) -> CaptionRecord:
+        """The inverse of `to_row` (whitespace inside text was collapsed to single spaces on the way out)."""
+        if len(row) != len(COLUMNS):
+            raise ValueError(f"a caption record has {len(COLUMNS)} columns, not {len(row)}")
+        return cls.from_dict({name: _uncell(name, text) for name, text in zip(COLUMNS, row)})
+
+
+COLUMNS = [f.name for f in fields(CaptionRecord)]
+REQUIRED_KEYS = {f.name for f in fields(CaptionRecord) if f.default is MISSING and f.default_factory is MISSING}
+_JSON_COLUMNS = {"models", "timestamps", "notes", "segments"}
+
+
+def csv_cell(name: str, value) -> str:
+    """One line per record, so a partial line can be told apart after a crash."""
+    if value is None:
+        return ""
+    if isinstance(value, Enum):
+        value = value.value
+    if name in _JSON_COLUMNS:
+        return json.dumps(value, ensure_ascii=False, sort_keys=name == "models")
+    return " ".join(str(value).split())
+
+
+def _uncell(name: str, text: str):
+    if name in _JSON_COLUMNS:
+        return json.loads(text) if text else None
+    if name == "new_tokens":
+        return int(text or 0)
+    if name == "elapsed_seconds":
+        return float(text or 0)
+    return text or None if name in ("caption", "error", "summary") else text
+
+
+@dataclass
+class RunSummary:
+    captioned: int = 0
+    failed: int = 0
+    skipped: int = 0  # already recorded by an earlier run of the same output
+    elapsed_seconds: float = 0.0
+    interrupted: bool = False
+    retried_oom: int = 0
+    failed_before: int = 0  # of the skipped, how many have an error record (--retry-errors retries them)
+
+    @property
+    def videos_per_minute(self) -> float:
+        return 60 * (self.captioned + self.failed) / self.elapsed_seconds if self.elapsed_seconds else 0.0
