@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from vlmkit.backends.base import CaptionBackend, Generated, GenerationSettings, Prepared
+from vlmkit.backends.watch import GenerationWatch
 from vlmkit.errors import VlmkitError
 from vlmkit.prompts import SUMMARY_PROMPT
 from vlmkit.records import CaptionRecord, RunSummary, Status
@@ -37,6 +38,7 @@ class BatchOptions:
     # Run the processors on a thread of their own while the model generates. None: only on CUDA,
     # where the two use different hardware; on a CPU they compete for the same cores.
     overlap_prepare: bool | None = None
+    on_tokens: Callable[[int], None] | None = None  # tokens generated so far by the call in progress
 
 
 def local_engine(backend: CaptionBackend, prompt: str, sampling: SamplingOptions, settings: GenerationSettings,
@@ -58,6 +60,7 @@ class _Job:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0  # decode + generation time spent on this video
+    fewer_frames: bool = False  # the video had fewer distinct frames than asked for
 
 
 def run_batch(backend: CaptionBackend, videos: list[str], prompt: str, sampling: SamplingOptions,
@@ -72,6 +75,8 @@ def run_batch(backend: CaptionBackend, videos: list[str], prompt: str, sampling:
     summary = RunSummary(skipped=skipped)
     started = time.perf_counter()
     stop = stop or threading.Event()
+    watch = GenerationWatch(stop, options.on_tokens)  # a Ctrl-C during a long batch ends it at the next token
+    settings = replace(settings, watch=watch)
     ahead = max(2 * options.batch_size, options.workers)
     overlap = options.overlap_prepare
     if overlap is None:
@@ -100,10 +105,15 @@ def run_batch(backend: CaptionBackend, videos: list[str], prompt: str, sampling:
                     _prepare(backend, batch)
                 _generate(backend, batch, settings, summary)
                 for job in batch.jobs:
-                    record = _finish(backend, job, prompt, settings, options)
+                    record = None if watch.cut else _finish(backend, job, prompt, settings, options)
+                    if watch.cut:  # cut short by Ctrl-C: incomplete, so not recorded; a resume redoes it
+                        break
                     summary.captioned += record.ok
                     summary.failed += not record.ok
+                    summary.fewer_frames += job.fewer_frames and record.ok
                     on_record(record)
+                if watch.cut:
+                    break
         finally:  # stopped, finished or failed: drop the work started ahead
             upcoming.cancel()
             preparer.submit(lambda: [future.cancel() for future in decoding])
@@ -165,6 +175,11 @@ def _decode_job(video: str, sampling: SamplingOptions, segments: float | None, d
             job.clips.append(sample_frames(video, num_frames=num, fps=sampling.fps, min_frames=sampling.min_frames,
                                            max_frames=sampling.max_frames, start=lo, end=hi,
                                            timeout=sampling.timeout))
+        fewest = min(len(clip.frames) for clip in job.clips)
+        if num and fewest < num:  # a short video (or window) has fewer distinct frames than asked for
+            job.fewer_frames = True
+            where = "a window of the video" if segments else "the video"
+            job.notes.append(f"asked for {num} frames; {where} has only {fewest} distinct frames, so it got those")
     except VlmkitError as exc:
         job.error, job.clips = exc.message, []
     except Exception as exc:  # noqa: BLE001 - one bad file never ends the run
@@ -229,6 +244,9 @@ def _finish(backend, job: _Job, prompt: str, settings: GenerationSettings, optio
     captions = [clean(job.outputs[i].text) for i in range(len(job.clips))]
     new_tokens = sum(job.outputs[i].new_tokens for i in range(len(job.clips)))
     stamps = [round(t, 3) for clip in job.clips for t in clip.timestamps]
+    if not any(c.strip() for c in captions):  # as if it had not run: an error that --retry-errors retries
+        return CaptionRecord(video=video, status=Status.ERROR, error="empty caption", models=backend.keys,
+                             prompt=prompt, elapsed_seconds=round(job.seconds, 3), notes=job.notes)
     if not options.segments:
         return CaptionRecord(video=video, caption=captions[0], models=backend.keys, timestamps=stamps, prompt=prompt,
                              new_tokens=new_tokens, elapsed_seconds=round(job.seconds, 3), notes=job.notes)

@@ -47,5 +47,21 @@ def default_choice(registry, *, kind: str = "vlm", frames: int | None = None,
         raise ModelLoadError("No model fits this machine", "Name one with --vlm or --encoder/--llm.")
     where = "the CPU" if plan.gpu.source == "cpu" else f"this {plan.gpu.name}"
     what = "the end-to-end VLM" if kind == "vlm" else "the encoder + LLM"
+    size = choice.estimate.total_bytes
+    size_text = f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
     return DefaultChoice(choice.keys(), f"{what} `vlmkit recommend` picks for {where} "
-                                        f"({choice.estimate.total_bytes / 2**30:.1f} GiB at {plan.frames} frames)")
+                                        f"({size_text} at {plan.frames} frames)")
+
+
+def check_new_tokens_fit(registry, keys: dict[str, str], max_new_tokens: int) -> None:
+    """Refuse, before loading, --max-new-tokens that cannot fit the model's context even with one frame."""
+    from vlmkit.memory import PROMPT_TOKENS
+
+    entry = registry.vlm(keys["vlm"]) if "vlm" in keys else registry.llm(keys["llm"])
+    per_frame = entry.tokens_per_frame if "vlm" in keys else registry.encoder(keys["encoder"]).tokens_per_frame
+    room = entry.max_context - PROMPT_TOKENS - per_frame  # new tokens that fit beside the prompt and one frame
+    if max_new_tokens > room:
+        raise UsageError(
+            f"--max-new-tokens {max_new_tokens:,} cannot fit {entry.key}'s context of {entry.max_context:,} tokens "
+            f"(the prompt and one frame take {PROMPT_TOKENS + per_frame:,})",
+            f"Use --max-new-tokens {max(room, 1):,} or fewer (a caption is rarely over 200 tokens).")
