@@ -8,8 +8,8 @@ own index in a 4x4 grid of black/white cells in the top-left 128x128 pixels (tes
 counter pattern, drawn straight into the luma plane), so the script checks that every method
 returned the frames it was asked for, by reading the pictures back.
 
-Methods, each given the same frame indices (the frames nearest the centres of N equal segments,
-which is what vlmkit aims at):
+Methods, each given the same frame indices (the frames shown at the centres of N equal segments,
+which is what vlmkit returns):
   vlmkit        vlmkit.frames.sample_frames(path, num_frames=N): seek to the keyframe before each
                 target, decode forward to it
   load_video    transformers.video_utils.load_video(path, backend="pyav", sample_indices_fn=...):
@@ -131,13 +131,13 @@ def encode_pattern(path: Path, seconds: int) -> int:
 
 
 def wanted_indices(path: Path, num_frames: int) -> list[int]:
-    """The frame indices vlmkit aims at: nearest to each segment centre, ties to the later frame."""
+    """The frame indices vlmkit aims at: the frame shown at each segment centre (last one starting by it)."""
     from vlmkit.frames import probe_video, target_times
 
     info = probe_video(path)
     total = round(info.duration * FPS)
     return [
-        min(total - 1, math.floor(t * FPS + 0.5)) for t in target_times(info.duration, num_frames=num_frames)
+        min(total - 1, math.floor(t * FPS + 1e-6)) for t in target_times(info.duration, num_frames=num_frames)
     ]
 
 

@@ -131,6 +131,7 @@ def test_uneven_frame_counts_in_one_batch(zoo_registry, batch_dir, tmp_path):
     batched = caption(clips, model=model, frames=4, max_new_tokens=4, batch_size=3)
     alone = caption(clips, model=model, frames=4, max_new_tokens=4, batch_size=1)
     assert [len(r.timestamps) for r in batched] == [2, 4, 4]
+    assert [r.notes for r in batched] == [["asked 4 frames, the video has 2"], [], []]  # the shortfall is said
     assert [r.caption for r in batched] == [r.caption for r in alone]
 
 

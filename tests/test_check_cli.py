@@ -141,7 +141,7 @@ def test_twenty_models_take_about_as_long_as_one(fake_hub: FakeHub, env, tmp_pat
     assert len(doc["models"]) == 20
     assert sum(m["status"] == "ok" for m in doc["models"]) == 18
     # sequentially: 20 x 1 s = 20 s of latency alone; concurrently about one round trip plus start-up
-    assert elapsed < 8.0, elapsed
+    assert elapsed < 14.0, elapsed  # one worker at a time takes over 20 s
 
 
 def test_ctrl_c_while_waiting_on_the_hub(fake_hub: FakeHub, env, tmp_path):

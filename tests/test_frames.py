@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-import vlmkit.frames
+import vlmkit.decoding
 from videos import (
     CODEC_CONTAINERS,
     has_marker_at,
@@ -41,29 +41,23 @@ def empty_file(path):
     return path
 
 
-def assert_nearest(result, targets: list[float], frame_times: list[float]) -> None:
-    """The timestamps are those of the frames nearest the targets, in order, without repeats (ties: later)."""
-    expected = []
-    for target in targets:
-        after = min((t for t in frame_times if t >= target - 1e-6), default=frame_times[-1])
-        before = max((t for t in frame_times if t < target - 1e-6), default=None)
-        pick = before if before is not None and target - before < after - target - 1e-6 else after
-        if not expected or pick > expected[-1]:
-            expected.append(pick)
+def assert_shown(result, targets: list[float], frame_times: list[float]) -> None:
+    """The timestamps are those of the frames a player shows at the targets: the last frame at or before each."""
+    expected = [max((t for t in frame_times if t <= target + 1e-6), default=frame_times[0]) for target in targets]
     assert result.timestamps == pytest.approx(expected, abs=1e-5)
 
 
 # --- which frames, at which times ---------------------------------------------------------------
 
 
-def test_uniform_sampling_returns_the_frames_nearest_segment_centres(counter_video):
+def test_uniform_sampling_returns_the_frames_shown_at_segment_centres(counter_video):
     result = sample_frames(counter_video, num_frames=8)
 
     assert result.frames.shape == (8, 48, 64, 3) and result.frames.dtype == np.uint8
     assert (result.width, result.height) == (64, 48)
     assert result.duration == pytest.approx(2.0)
     assert indices(result) == [round(t * FPS) for t in result.timestamps]  # pixels match times
-    assert_nearest(result, target_times(2.0, num_frames=8), [i / FPS for i in range(60)])
+    assert_shown(result, target_times(2.0, num_frames=8), [i / FPS for i in range(60)])
 
 
 def test_fps_mode_counts_frames_from_duration_and_clamps(counter_video):
@@ -79,7 +73,7 @@ def test_start_end_window(counter_video):
 
     assert all(0.5 <= t <= 1.0 for t in result.timestamps)
     assert indices(result) == [round(t * FPS) for t in result.timestamps]
-    assert_nearest(result, target_times(2.0, num_frames=4, start=0.5, end=1.0), [i / FPS for i in range(60)])
+    assert_shown(result, target_times(2.0, num_frames=4, start=0.5, end=1.0), [i / FPS for i in range(60)])
 
 
 def test_timestamps_are_presentation_times_of_a_variable_frame_rate_clip(tmp_path):
@@ -91,7 +85,7 @@ def test_timestamps_are_presentation_times_of_a_variable_frame_rate_clip(tmp_pat
 
         for index, timestamp in zip(indices(result), result.timestamps, strict=True):
             assert timestamp == pytest.approx(times[index], abs=1e-3)  # not index / average fps
-        assert_nearest(result, target_times(result.duration, num_frames=10), times)
+        assert_shown(result, target_times(result.duration, num_frames=10), times)
 
 
 def test_fewer_frames_than_asked_gives_each_frame_once(tmp_path):
@@ -101,6 +95,7 @@ def test_fewer_frames_than_asked_gives_each_frame_once(tmp_path):
 
     assert indices(result) == [0, 1, 2]
     assert result.timestamps == pytest.approx([0, 1 / FPS, 2 / FPS], abs=1e-5)
+    assert (result.asked, result.note) == (8, "asked 8 frames, the video has 3")
 
 
 # --- seeking ---------------------------------------------------------------------------------------
@@ -136,7 +131,7 @@ def test_every_codec_and_container(tmp_path, codec, ext):
 
     assert len(result.timestamps) == 5
     assert indices(result) == [round(t * FPS) for t in result.timestamps]
-    assert_nearest(result, target_times(result.duration, num_frames=5), [i / FPS for i in range(30)])
+    assert_shown(result, target_times(result.duration, num_frames=5), [i / FPS for i in range(30)])
     info = probe_video(path)
     assert (info.width, info.height, info.fps) == (64, 48, pytest.approx(30))
 
@@ -149,7 +144,7 @@ def test_streams_without_index_or_timestamps(tmp_path, ext):
     result = sample_frames(path, num_frames=8)
 
     assert indices(result) == [round(t * FPS) for t in result.timestamps]
-    assert_nearest(result, target_times(4.0, num_frames=8), [i / FPS for i in range(120)])
+    assert_shown(result, target_times(4.0, num_frames=8), [i / FPS for i in range(120)])
     assert probe_video(path).duration == pytest.approx(4.0)  # from the packets when the header has none
 
 
@@ -242,13 +237,13 @@ def test_bad_inputs_raise_video_error_with_hint(tmp_path, make, message):
 
 
 def test_timeout_abandons_a_slow_decode_in_bounded_time(long_video, monkeypatch):
-    time_of = vlmkit.frames._Reader._time_of
+    time_of = vlmkit.decoding.Reader._time_of
 
     def crawl(reader, frame):  # every decoded frame now takes 20 ms
         time.sleep(0.02)
         return time_of(reader, frame)
 
-    monkeypatch.setattr(vlmkit.frames._Reader, "_time_of", crawl)
+    monkeypatch.setattr(vlmkit.decoding.Reader, "_time_of", crawl)
     started = time.monotonic()
 
     with pytest.raises(VideoError, match="took longer than 0.3 s"):

@@ -102,13 +102,17 @@ def make_video(
     *,
     codec: str = "libx264",
     seconds: float = 1.0,
-    fps: int = 30,
+    fps: int | Fraction = 30,
     size: tuple[int, int] = (64, 48),
     color: tuple[int, int, int] | None = None,
     gop: int | None = None,
     rotation: int | None = None,
     vfr: bool = False,
     faststart: bool = False,
+    times: Sequence[float] | None = None,
+    time_base: Fraction | None = None,
+    encoder_options: dict[str, str] | None = None,
+    cues: bool = True,
 ) -> Path:
     """Encode a clip and return its path; the container follows the extension.
 
@@ -120,6 +124,12 @@ def make_video(
     FFmpeg and `VideoFrame.rotation` report it) without touching the pixels. `vfr=True` stamps
     frames with the irregular times of `vfr_times` instead of 1/fps apart. `faststart` puts an
     MP4's index (moov) before the media data, as streaming-ready files have it.
+
+    `times` gives every frame's presentation time (s) instead (negative ones make an MP4 edit
+    list: those frames decode but are never shown), in `time_base` (default 1/1000 s for
+    irregular times, 1/fps otherwise). `encoder_options` override the fast defaults (B-frames,
+    open GOP, ...). `cues=False` writes through a stream that cannot seek, as a pipe or a live
+    recorder does: an MKV then has no cues (no keyframe index) and states no duration.
     """
     import av
 
@@ -128,11 +138,14 @@ def make_video(
         pytest.skip(f"this PyAV build has no {codec} encoder")
     width, height = size
     count = max(1, round(seconds * fps))
-    times = vfr_times(count) if vfr else [i / fps for i in range(count)]
-    time_base = Fraction(1, 1000) if vfr else Fraction(1, fps)
+    irregular = vfr or times is not None
+    if times is None:
+        times = vfr_times(count) if vfr else [i / fps for i in range(count)]
+    time_base = time_base or (Fraction(1, 1000) if irregular else 1 / Fraction(fps))
 
     options = {"movflags": "+faststart"} if faststart and path.suffix in (".mp4", ".mov") else {}
-    with av.open(str(path), "w", options=options) as container:
+    target = str(path) if cues else _Unseekable(path)
+    with av.open(target, "w", options=options, format=None if cues else _FORMATS[path.suffix]) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = width, height
         stream.time_base = time_base
@@ -140,7 +153,7 @@ def make_video(
         odd = width % 2 or height % 2  # 4:2:0 in x264/x265 needs even sizes; libvpx pads itself
         full_chroma = color is not None or (odd and codec in ("libx264", "libx265"))
         stream.pix_fmt = _FULL_CHROMA.get(codec, "yuv420p") if full_chroma else "yuv420p"
-        stream.options = _encoder_options(codec, solid=color is not None, gop=gop)
+        stream.options = _encoder_options(codec, solid=color is not None, gop=gop) | (encoder_options or {})
         if gop is not None:
             stream.codec_context.gop_size = gop
         if rotation:
@@ -153,7 +166,25 @@ def make_video(
             frame.time_base = time_base
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+    if not cues:
+        target.close()
     return path
+
+
+_FORMATS = {".mkv": "matroska", ".webm": "webm", ".ts": "mpegts", ".mp4": "mp4"}
+
+
+class _Unseekable:
+    """A file object without `seek`: FFmpeg's muxers then write what a pipe gets."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "wb")  # closed by make_video
+
+    def write(self, data: bytes) -> int:
+        return self._file.write(data)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _encoder_options(codec: str, *, solid: bool, gop: int | None) -> dict[str, str]:

@@ -175,11 +175,8 @@ def _decode_job(video: str, sampling: SamplingOptions, segments: float | None, d
             job.clips.append(sample_frames(video, num_frames=num, fps=sampling.fps, min_frames=sampling.min_frames,
                                            max_frames=sampling.max_frames, start=lo, end=hi,
                                            timeout=sampling.timeout))
-        fewest = min(len(clip.frames) for clip in job.clips)
-        if num and fewest < num:  # a short video (or window) has fewer distinct frames than asked for
-            job.fewer_frames = True
-            where = "a window of the video" if segments else "the video"
-            job.notes.append(f"asked for {num} frames; {where} has only {fewest} distinct frames, so it got those")
+        job.notes.extend(clip.note for clip in job.clips if clip.note)  # "asked 16 frames, the video has 9"
+        job.fewer_frames = any(clip.note for clip in job.clips)  # counted in the summary
     except VlmkitError as exc:
         job.error, job.clips = exc.message, []
     except Exception as exc:  # noqa: BLE001 - one bad file never ends the run

@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING
 from vlmkit.backends.base import GenerationSettings
 from vlmkit.errors import UsageError, VlmkitError
 from vlmkit.prompts import DEFAULT_PROMPT
-from vlmkit.records import CaptionRecord, RunSummary, Status  # noqa: F401 - re-exported: the record's old home
+from vlmkit.records import (
+    CaptionRecord,
+    Captions,
+    RunSummary,
+    Status,  # noqa: F401 - re-exported: the record's old home
+)
 from vlmkit.subtitles import SubtitleNames, write_subtitles
 
 if TYPE_CHECKING:
@@ -148,7 +153,7 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
             device: str | None = None, offline: bool = False, registry=None, model=None, batch_size: int = 1,
             workers: int = 2, static_cache: bool = False, segments: float | None = None, summary: bool = False,
             strip_prefix: bool = False, output: str | Path | None = None,
-            retry_errors: bool = False) -> list[CaptionRecord]:
+            retry_errors: bool = False) -> Captions:
     """Caption one video or many; a video that fails becomes a record with status 'error'.
 
     `model` reuses a `vlmkit.load(...)` result instead of loading again (handy in notebooks).
@@ -161,7 +166,7 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
     paths = [videos] if isinstance(videos, (str, Path)) else list(videos)
     if output:
         check_output_name(Path(output))
-    records: list[CaptionRecord] = []
+    records = Captions()  # a list that Jupyter shows as a table with a summary line
 
     def load_model():
         return load_for_captioning(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype,

@@ -32,6 +32,11 @@ class CheckReport:
     def all_ok(self) -> bool:
         return all(m.status is AccessStatus.OK for m in self.models)
 
+    def _repr_html_(self) -> str:  # Jupyter shows this table instead of the dataclass repr
+        from vlmkit.notebook_html import check_report_html
+
+        return check_report_html(self)
+
 
 def check(*, registry: Registry | None = None, models: list[str] | None = None, token: str | None = None,
           endpoint: str | None = None, timeout: float = 10.0) -> CheckReport:

@@ -58,6 +58,11 @@ class Recommendation:
     reason: str
     warnings: tuple[str, ...] = field(default=())
 
+    def _repr_html_(self) -> str:  # Jupyter shows this table instead of the dataclass repr
+        from vlmkit.notebook_html import recommendation_html
+
+        return recommendation_html(self)
+
 
 def recommend(*, registry: Registry | None = None, gpu: str | None = None, vram_gb: float | None = None,
               frames: int = 8, max_new_tokens: int = 128, encoder: str | None = None, llm: str | None = None,

@@ -43,6 +43,11 @@ class CaptionRecord:
         """One JSON line (without the newline): see `json_text`."""
         return json_text(self.to_dict())
 
+    def _repr_html_(self) -> str:  # Jupyter shows a one-row table instead of the dataclass repr
+        from vlmkit.notebook_html import captions_html
+
+        return captions_html([self])
+
     def to_dict(self) -> dict:
         """Plain JSON types, keys in field order."""
         data = asdict(self)
@@ -67,6 +72,15 @@ class CaptionRecord:
         if len(row) != len(COLUMNS):
             raise ValueError(f"a caption record has {len(COLUMNS)} columns, not {len(row)}")
         return cls.from_dict({name: _uncell(name, text) for name, text in zip(COLUMNS, row)})
+
+
+class Captions(list):
+    """What `vlmkit.caption` returns: a plain list of records that Jupyter shows as a table and a summary."""
+
+    def _repr_html_(self) -> str:
+        from vlmkit.notebook_html import captions_html
+
+        return captions_html(self)
 
 
 COLUMNS = [f.name for f in fields(CaptionRecord)]
@@ -134,3 +148,8 @@ class RunSummary:
     def videos_per_minute(self) -> float:
         """Throughput of captioning: failures (often instant) do not count."""
         return 60 * self.captioned / self.elapsed_seconds if self.elapsed_seconds else 0.0
+
+    def _repr_html_(self) -> str:
+        from vlmkit.notebook_html import run_summary_html
+
+        return run_summary_html(self)

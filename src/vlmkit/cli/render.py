@@ -11,6 +11,8 @@ from typing import Any
 
 from rich.console import Console
 
+from vlmkit.units import count, gib  # noqa: F401  (the commands import them from here)
+
 # Piped output keeps whole lines (a log or `less` wraps them) instead of an 80-column table.
 # COLUMNS, when set, is the width either way (as Rich and `ls` read it).
 stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
@@ -31,21 +33,6 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
     return value
-
-
-def gib(n: int | float | None) -> str:
-    """Bytes for people: GiB, or MiB below one GiB (a tiny model is not '0.0 GiB')."""
-    if n is None:
-        return "-"
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
-
-
-def count(n: int) -> str:
-    """1_720_574_976 -> '1.72B'."""
-    for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= size:
-            return f"{n / size:.3g}{unit}"
-    return str(n)
 
 
 def warn(message: str) -> None:
