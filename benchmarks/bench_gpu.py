@@ -21,6 +21,10 @@ so PyAV is not needed.
    what NVML sees of the process beyond the allocator (CUDA context, cuBLAS workspaces). vlmkit's
    own `measure_gpu_bytes` (what `vlmkit load` reports) is recorded beside it.
 
+3. Training a projector (unless --skip-train): siglip-base + qwen3-1.7b and dinov3-vitb16 + qwen3-8b,
+   8 frames, pool 2, batch 8 through vlmkit's training loop; samples/s, tokens/s and peak memory
+   beside `vlmkit.memory.estimate_training` (see benchmarks/bench_train.py, `gpu_training`).
+
 Results go to DIR/bench_gpu.json (DIR: --out, else $OUT, else benchmarks/results/), rewritten after
 every case, so a run cut short still leaves what it measured. A time budget (--budget-s) skips
 what would not finish; skipped cases are listed in the JSON.
@@ -44,6 +48,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))  # vlmkit from this tree, installed or not
 sys.path.insert(0, str(ROOT / "tests"))  # tests/zoo.py: tokenizers and chat templates
+sys.path.insert(0, str(HERE))  # bench_train.py: the training part
 
 PROMPT = "Describe what happens in this video."
 FULL = {"batch_sizes": [1, 4, 16, 32], "iters": 2, "plain_videos": 2}
@@ -664,6 +669,7 @@ def main() -> None:
     )
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-train", action="store_true", help="skip training a projector (bench_train.py)")
     args = parser.parse_args()
     started = time.monotonic()
     deadline = started + args.budget_s
@@ -782,6 +788,13 @@ def main() -> None:
         if gpu.cuda:
             results["models"][-1]["allocated_after_free"] = torch.cuda.memory_allocated(device)
             save()
+    if not args.skip_train:  # 3. training a projector: bench_train.gpu_training
+        from bench_train import gpu_training, print_gpu_training
+
+        results["training"] = gpu_training(device, args.tiny, registry, steps=3 if args.tiny else 6,
+                                           deadline=deadline)
+        save()
+        print_gpu_training(results["training"])
     save()
     print_tables(results)
     print(f"\nwrote {out_file} ({results['elapsed_s']} s)")

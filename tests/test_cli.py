@@ -15,7 +15,7 @@ from vlmkit.cli.app import main
 
 ROOT = Path(__file__).resolve().parents[1]
 LIGHT_COMMANDS = [["--help"], ["models", "--json"], ["recommend", "--gpu", "L4", "--json"], ["recommend"],
-                  ["check", "--help"], ["models"]]
+                  ["check", "--help"], ["models"], ["train", "--help"]]
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

@@ -1,6 +1,6 @@
 """vlmkit: check access, plan GPU memory, load and caption videos with vision-language models.
 
-    from vlmkit import check, recommend, load, caption
+    from vlmkit import check, recommend, load, caption, train
 
 Attributes are imported on first use, so `import vlmkit` stays light (no torch, no transformers).
 """
@@ -17,6 +17,7 @@ _API = {
     "recommend": "vlmkit.planner",
     "load": "vlmkit.loading",
     "caption": "vlmkit.captioning",
+    "train": "vlmkit.training",
     "load_registry": "vlmkit.registry",
     "VlmkitError": "vlmkit.errors",
 }

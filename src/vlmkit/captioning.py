@@ -208,8 +208,23 @@ def load_for_captioning(*, vlm=None, encoder=None, llm=None, projector=None, **k
 
     check_model_options(vlm=vlm, encoder=encoder, llm=llm, projector=projector)
     if encoder and not projector:
+        from vlmkit.training.commands import distillation_commands
+
+        steps = distillation_commands(encoder, llm, _teacher(kwargs.get("registry")))
         raise UsageError(
             "Captioning with --encoder/--llm needs a trained projector (--projector FILE.safetensors)",
-            "An untrained projector maps frames to noise. Use --vlm KEY for an end-to-end model, "
-            "or `vlmkit load --encoder ... --llm ...` to try the models without captioning.")
+            f"Train one on an end-to-end VLM's captions: `{steps[0]}`, then `{steps[1]}`. "
+            "Or use --vlm KEY to caption with an end-to-end model directly.")
     return load(vlm=vlm, encoder=encoder, llm=llm, projector=projector, default="vlm", **kwargs)
+
+
+def _teacher(registry) -> str | None:
+    """The end-to-end VLM `recommend` picks for this machine: the teacher to distil from."""
+    from vlmkit.errors import VlmkitError
+    from vlmkit.planner import recommend
+
+    try:
+        choice = recommend(registry=registry).vlm_choice
+    except VlmkitError:
+        return None
+    return choice.vlm if choice else None

@@ -130,7 +130,7 @@ def _build_composed(entries, paths, projector_path, torch_dtype, device):
 
     from vlmkit.backends.composed import ComposedBackend
     from vlmkit.projector import load_projector
-    from vlmkit.vision import VisionEncoder
+    from vlmkit.vision import VisionEncoder, pooled_tokens
 
     encoder_entry, llm_entry = entries
     llm = AutoModelForCausalLM.from_pretrained(str(paths[1]), dtype=torch_dtype, attn_implementation="sdpa",
@@ -142,11 +142,14 @@ def _build_composed(entries, paths, projector_path, torch_dtype, device):
         projector, info = load_projector(projector_path, encoder=encoder_entry.key, llm=llm_entry.key,
                                          encoder_dim=encoder.feature_dim, llm_dim=llm.config.hidden_size)
         projector = projector.to(device, torch_dtype).eval()
-        encoder.feature_layer = info.feature_layer
+        encoder.feature_layer, encoder.pool = info.feature_layer, info.pool  # as it was trained
     keys = {"encoder": encoder_entry.key, "llm": llm_entry.key}
-    return ComposedBackend(encoder, projector, llm, tokenizer, keys=keys,
-                           dtype=torch_dtype, device=device, tokens_per_frame=encoder_entry.tokens_per_frame,
-                           max_context=llm_entry.max_context)
+    backend = ComposedBackend(encoder, projector, llm, tokenizer, keys=keys, dtype=torch_dtype, device=device,
+                              tokens_per_frame=pooled_tokens(encoder_entry.tokens_per_frame, encoder.pool),
+                              max_context=llm_entry.max_context)
+    if projector is not None and info.frames:
+        backend.default_frames = info.frames
+    return backend
 
 
 def resolve_device(device: str | int | None) -> str:

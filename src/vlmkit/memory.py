@@ -105,3 +105,42 @@ def _vit_activation_bytes(frames: int, tokens: int, hidden: int, mlp: int, image
     """One ViT layer over all frames at once, plus the float32 pixels the processor hands over."""
     pixels = frames * 3 * image_size * image_size * 4
     return frames * tokens * (2 * mlp + 4 * hidden) * size + pixels
+
+
+# --- Training a projector (`vlmkit train`) -------------------------------------------------------
+
+TRAINABLE_BYTES = 4 * 4  # float32 projector weights, gradients, and AdamW's two moments
+CAPTION_TOKENS = 64  # a one- or two-sentence caption plus <|im_end|>
+
+
+def pooled_tokens(tokens_per_frame: int, pool: int) -> int:
+    """Visual tokens per frame after pool x pool average pooling of the (square) patch grid."""
+    side = round(tokens_per_frame ** 0.5)
+    return ((side + pool - 1) // pool) ** 2 if side * side == tokens_per_frame else tokens_per_frame
+
+
+def estimate_training(encoder: Encoder, llm: LLM, *, frames: int, pool: int = 1, batch_size: int = 1,
+                      caption_tokens: int = CAPTION_TOKENS, dtype: str = "bfloat16", on_gpu: bool = True,
+                      prompt_tokens: int = PROMPT_TOKENS) -> MemoryEstimate:
+    """Frozen encoder and LLM in `dtype`, a float32 projector with AdamW, one micro-batch of `batch_size`.
+
+    With gradient checkpointing each LLM layer keeps only its input [B, L, H]; backward recomputes one
+    layer at a time, whose activations and their gradients are live together. Logits are computed for
+    the caption positions only, in float32, with their gradient.
+    """
+    size = DTYPE_BYTES[dtype]
+    tokens = prompt_tokens + frames * pooled_tokens(encoder.tokens_per_frame, pool) + caption_tokens
+    checkpoints = llm.layers * batch_size * tokens * llm.hidden_size * size
+    one_layer = 2 * batch_size * (_prefill_activation_bytes(llm, tokens, size) - llm.vocab_size * LOGITS_BYTES)
+    logits = 2 * batch_size * caption_tokens * llm.vocab_size * LOGITS_BYTES
+    vision = _vit_activation_bytes(frames, encoder.tokens_per_frame + encoder.extra_tokens, encoder.hidden_size,
+                                   encoder.intermediate_size or 4 * encoder.hidden_size, encoder.image_size, size)
+    return MemoryEstimate(
+        dtype=dtype, frames=frames, context_tokens=tokens, max_context=llm.max_context,
+        breakdown={
+            "weights": (encoder.params + llm.params) * size,
+            "projector": projector_params(encoder, llm) * TRAINABLE_BYTES,
+            "activations": round(max(vision, checkpoints + one_layer + logits) * (1 + ALLOCATOR_SLACK)),
+            "cuda_context": CUDA_CONTEXT_BYTES if on_gpu else 0,
+        },
+    )

@@ -26,9 +26,13 @@ class ProjectorInfo:
     encoder_dim: int
     llm_dim: int
     feature_layer: int = -1  # which encoder hidden state feeds the projector
+    pool: int = 1  # pool x pool average pooling of each frame's patch grid before the projector
+    frames: int | None = None  # frames per video it was trained with
+    encoder_revision: str | None = None
+    llm_revision: str | None = None
 
     def to_metadata(self) -> dict[str, str]:
-        return {"format": FORMAT} | {k: str(v) for k, v in asdict(self).items()}
+        return {"format": FORMAT} | {k: str(v) for k, v in asdict(self).items() if v is not None}
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str], path: Path) -> ProjectorInfo:
@@ -36,8 +40,11 @@ class ProjectorInfo:
             raise UsageError(f"{path} is not a vlmkit projector (no '{FORMAT}' metadata)",
                                  "Save projectors with vlmkit.projector.save_projector.")
         try:
+            frames = metadata.get("frames")
             return cls(encoder=metadata["encoder"], llm=metadata["llm"], encoder_dim=int(metadata["encoder_dim"]),
-                       llm_dim=int(metadata["llm_dim"]), feature_layer=int(metadata["feature_layer"]))
+                       llm_dim=int(metadata["llm_dim"]), feature_layer=int(metadata["feature_layer"]),
+                       pool=int(metadata.get("pool", 1)), frames=int(frames) if frames else None,
+                       encoder_revision=metadata.get("encoder_revision"), llm_revision=metadata.get("llm_revision"))
         except (KeyError, ValueError) as exc:
             raise UsageError(f"{path}: projector metadata is incomplete ({exc})",
                              "Save projectors with vlmkit.projector.save_projector.") from None
@@ -100,7 +107,7 @@ def load_projector(path: str | Path, *, encoder: str, llm: str, encoder_dim: int
     except (SafetensorError, OSError) as exc:
         raise ModelLoadError(f"Cannot read projector {path}: {exc}",
                              "Is it a complete .safetensors file?") from None
-    wanted = ProjectorInfo(encoder, llm, encoder_dim, llm_dim, info.feature_layer)
+    wanted = ProjectorInfo(encoder, llm, encoder_dim, llm_dim)
     mismatched = [f"{k}: file has {getattr(info, k)!r}, need {getattr(wanted, k)!r}"
                   for k in ("encoder", "llm", "encoder_dim", "llm_dim") if getattr(info, k) != getattr(wanted, k)]
     if mismatched:

@@ -11,28 +11,35 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vlmkit.memory import pooled_tokens
 from vlmkit.registry import Encoder
+
+__all__ = ["VisionEncoder", "pool_patches", "pooled_tokens", "FAMILIES"]
 
 
 @dataclass(frozen=True)
 class _Family:
     model_class: str  # a transformers class name
     prefix_tokens: str  # how many leading non-patch tokens to drop: "0", "1", or "registers"
+    # The hidden state a projector is trained on by default: the penultimate layer, as LLaVA and
+    # Prismatic use; a ConvNeXt's stages differ in width and shape, so its last output.
+    train_feature_layer: int = -2
 
 
 FAMILIES = {
     "siglip": _Family("SiglipVisionModel", "0"),
     "clip": _Family("CLIPVisionModel", "1"),
     "dinov3-vit": _Family("DINOv3ViTModel", "registers"),  # CLS + register tokens
-    "dinov3-convnext": _Family("DINOv3ConvNextModel", "1"),  # the pooled token in front
+    "dinov3-convnext": _Family("DINOv3ConvNextModel", "1", train_feature_layer=-1),  # the pooled token in front
 }
 
 
 class VisionEncoder(nn.Module):
-    def __init__(self, model: nn.Module, processor, prefix_tokens: int, feature_layer: int = -1) -> None:
+    def __init__(self, model: nn.Module, processor, prefix_tokens: int, feature_layer: int = -1,
+                 pool: int = 1) -> None:
         super().__init__()
         self.model, self.processor = model, processor
-        self.prefix_tokens, self.feature_layer = prefix_tokens, feature_layer
+        self.prefix_tokens, self.feature_layer, self.pool = prefix_tokens, feature_layer, pool
 
     @classmethod
     def from_pretrained(cls, path: str, entry: Encoder, *, dtype: torch.dtype, device: str,
@@ -67,12 +74,29 @@ class VisionEncoder(nn.Module):
 
     @torch.inference_mode()
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """pixels [T, 3, S, S] -> patch features [T, N, D], CLS/register/pooled tokens dropped."""
+        """pixels [T, 3, S, S] -> patch features [T, N, D], CLS/register/pooled tokens dropped, grid pooled."""
         pixels = pixels.to(self.device, dtype=next(self.model.parameters()).dtype)
         wants_hidden = self.feature_layer != -1
         output = self.model(pixel_values=pixels, output_hidden_states=wants_hidden)
         hidden = output.hidden_states[self.feature_layer] if wants_hidden else output.last_hidden_state
-        return hidden[:, self.prefix_tokens:]  # [T, N_patches, D]
+        return pool_patches(hidden[:, self.prefix_tokens:], self.pool)  # [T, N_patches / pool^2, D]
+
+
+def pool_patches(features: torch.Tensor, pool: int) -> torch.Tensor:
+    """pool x pool average pooling of each frame's square patch grid: [T, g*g, D] -> [T, ceil(g/pool)^2, D].
+
+    LLaVA-Video pools 2 x 2 (https://github.com/LLaVA-VL/LLaVA-NeXT, `get_2dPool`); a grid that does
+    not divide evenly keeps its edge, averaged over the patches it has.
+    """
+    if pool == 1:
+        return features
+    frames, tokens, dim = features.shape
+    side = round(tokens ** 0.5)
+    if side * side != tokens:
+        raise ValueError(f"cannot pool {tokens} patch tokens per frame: not a square grid")
+    grid = features.transpose(1, 2).reshape(frames, dim, side, side)  # [T, D, g, g]
+    pooled = nn.functional.avg_pool2d(grid.float(), pool, ceil_mode=True).to(features.dtype)
+    return pooled.flatten(2).transpose(1, 2)  # [T, N', D]
 
 
 def _attention(model_class) -> str:

@@ -1,8 +1,8 @@
 """Vision encoder -> projector -> Qwen3: visual tokens spliced into the LLM's input embeddings.
 
 The prompt carries one placeholder token; it is expanded to frames x tokens_per_frame copies, and
-their embeddings are replaced by projected vision features, as LLaVA does
-(https://github.com/huggingface/transformers/blob/main/src/transformers/models/llava/modeling_llava.py).
+their embeddings are replaced by projected vision features (see `vlmkit.backends.sequence`, which
+training shares).
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import torch
 
 from vlmkit.backends.base import CaptionBackend, Generated, GenerationSettings, Prepared, generate_and_decode
+from vlmkit.backends.sequence import VISUAL_PLACEHOLDER, embed_rows, expand_placeholder, prompt_ids
 from vlmkit.errors import ModelLoadError
 from vlmkit.projector import Projector
 from vlmkit.vision import VisionEncoder
 
-VISUAL_PLACEHOLDER = "<|video_pad|>"  # a special token of Qwen3's tokenizer, unused by the text model
+__all__ = ["ComposedBackend", "VISUAL_PLACEHOLDER"]
 
 
 class ComposedBackend(CaptionBackend):
@@ -53,8 +54,16 @@ class ComposedBackend(CaptionBackend):
         if self.projector is None:
             raise ModelLoadError("Captioning with --encoder/--llm needs a trained projector (--projector FILE)",
                                  "An untrained projector only produces noise; use --vlm KEY for an end-to-end model.")
-        features = [self.projector(self.encoder.features(p).to(self.dtype)) for p in prepared.inputs]  # [T, N, H]
-        embeds, mask = self._splice(prepared.prompt, [f.flatten(0, 1) for f in features])
+        return self.generate_from_features([self.encoder.features(p) for p in prepared.inputs], prepared.prompt,
+                                           settings)
+
+    @torch.inference_mode()
+    def generate_from_features(self, features: list[torch.Tensor], prompt: str,
+                               settings: GenerationSettings) -> list[Generated]:
+        """Captions from encoder features [T, N, D] (one per video); training's samples come this way too."""
+        weights = next(self.projector.parameters())  # float32 while training, the model's dtype otherwise
+        projected = [self.projector(f.to(weights.device, weights.dtype)).to(self.dtype) for f in features]  # [T, N, H]
+        embeds, mask = self._splice(prompt, [f.flatten(0, 1) for f in projected])
         return generate_and_decode(self.llm, self.tokenizer, {"inputs_embeds": embeds, "attention_mask": mask},
                                    settings)
 
@@ -68,17 +77,6 @@ class ComposedBackend(CaptionBackend):
 
     def _splice(self, prompt: str, visual: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded embeddings [B, L, H] with each video's features at its placeholder positions."""
-        text = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": f"{VISUAL_PLACEHOLDER}\n{prompt}"}],
-            tokenize=False, add_generation_prompt=True, enable_thinking=False)
-        ids = self.tokenizer(text, add_special_tokens=False).input_ids
-        at = ids.index(self.placeholder_id)
-        rows = [ids[:at] + [self.placeholder_id] * len(v) + ids[at + 1:] for v in visual]
-        length = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        input_ids = torch.tensor([[pad] * (length - len(r)) + r for r in rows], device=self.device)
-        mask = torch.tensor([[0] * (length - len(r)) + [1] * len(r) for r in rows], device=self.device)
-        embeds = self.llm.get_input_embeddings()(input_ids)  # [B, L, H]
-        slots = (input_ids == self.placeholder_id) & mask.bool()
-        embeds = embeds.masked_scatter(slots.unsqueeze(-1), torch.cat(visual).to(embeds.dtype))
-        return embeds, mask
+        ids = prompt_ids(self.tokenizer, prompt)
+        rows = [expand_placeholder(ids, self.placeholder_id, len(v)) for v in visual]
+        return embed_rows(self.llm, rows, visual, self.placeholder_id, self.tokenizer.pad_token_id)

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from vlmkit.cli import caption, check, load, models, recommend
+from vlmkit.cli import caption, check, load, models, recommend, train
 from vlmkit.cli.render import stderr
 from vlmkit.cli.state import CliState
 from vlmkit.errors import VlmkitError
@@ -66,6 +66,7 @@ app.command("recommend")(recommend.recommend)
 app.command("models")(models.models)
 app.command("load")(_interruptible(load.load))
 app.command("caption")(caption.caption)  # its first Ctrl-C finishes the batch in flight
+app.command("train")(_interruptible(train.train))  # its first Ctrl-C saves at the end of the step
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,6 +35,9 @@ def recommend(
     vlm: VlmOpt = None,
     dtype: DtypeOpt = None,
     device: DeviceOpt = None,
+    train: Annotated[bool, typer.Option("--train", help="Also estimate training a projector (`vlmkit train`) for each encoder + LLM.")] = False,
+    train_batch_size: Annotated[int, typer.Option("--train-batch-size", min=1, help="With --train: `vlmkit train --batch-size`.")] = 8,
+    pool: Annotated[int, typer.Option("--pool", min=1, help="With --train: `vlmkit train --pool`.")] = 1,
     as_json: JsonOpt = False,
     registry: RegistryOpt = None,
 ) -> None:
@@ -44,12 +47,14 @@ def recommend(
 
     result = plan(registry=registry_from(ctx, registry), gpu=gpu, vram_gb=vram, frames=frames, max_new_tokens=max_new_tokens,
                   encoder=encoder, llm=llm, vlm=vlm, dtype=dtype, device=device)
+    training = _training_estimates(ctx, result, train_batch_size, pool) if train else None
     for message in result.warnings:
         warn(message)
     if as_json:
-        print_json(to_document(result))
+        print_json(to_document(result) | _training_document(ctx, result, training, train_batch_size, pool))
     else:
         _print(result)
+        _print_training(ctx, result, training, train_batch_size, pool)
     if result.choice is None or not result.choice.fits:
         raise typer.Exit(1)
 
@@ -127,3 +132,62 @@ def _print_estimate(c) -> None:
     stdout.print(f"  estimate {gib(e.total_bytes)} ({parts}) — {verdict}", highlight=False)
     stdout.print(f"  context {e.context_tokens:,} of {e.max_context:,} tokens; up to {c.max_frames} frames fit",
                  highlight=False)
+
+
+# --- Training a projector (`--train`, and how to get a projector for a recommended pair) ----------
+
+def _training_estimates(ctx, result, batch_size: int, pool: int) -> dict[str, object]:
+    """{candidate label: MemoryEstimate} for each encoder + LLM, by the estimator `vlmkit train` checks with."""
+    from vlmkit.memory import estimate_training
+
+    registry = registry_from(ctx)
+    return {c.label: estimate_training(registry.encoder(c.encoder), registry.llm(c.llm), frames=result.frames,
+                                       pool=pool, batch_size=batch_size, dtype=result.dtype,
+                                       on_gpu=result.gpu.source != "cpu")
+            for c in result.candidates if not c.vlm}
+
+
+def _projector_commands(ctx, result) -> list[str] | None:
+    """The two-step distillation for the recommended pair, with a --batch-size whose training fits."""
+    from vlmkit.memory import estimate_training
+    from vlmkit.training.commands import distillation_commands
+    from vlmkit.training.options import TrainOptions
+
+    choice = result.choice
+    if not (choice and choice.fits and not choice.vlm):
+        return None
+    registry = registry_from(ctx)
+    encoder, llm = registry.encoder(choice.encoder), registry.llm(choice.llm)
+    fitting = next((b for b in range(TrainOptions.batch_size, 0, -1) if estimate_training(
+        encoder, llm, frames=result.frames, batch_size=b, dtype=result.dtype,
+        on_gpu=result.gpu.source != "cpu").total_bytes <= result.gpu.free_bytes), None)
+    commands = distillation_commands(choice.encoder, choice.llm, result.vlm_choice.vlm if result.vlm_choice else None)
+    if fitting and fitting < TrainOptions.batch_size:
+        commands[1] += f" --batch-size {fitting}"
+    return commands
+
+
+def _training_document(ctx, result, training, batch_size: int, pool: int) -> dict:
+    document = {"projector_commands": _projector_commands(ctx, result)}
+    if training is not None:
+        document["training"] = {"batch_size": batch_size, "pool": pool, "estimates": [
+            {"label": label, "total_bytes": e.total_bytes, "fits": e.total_bytes <= result.gpu.free_bytes,
+             "breakdown": dict(e.breakdown)} for label, e in training.items()]}
+    return document
+
+
+def _print_training(ctx, result, training, batch_size: int, pool: int) -> None:
+    commands = _projector_commands(ctx, result)
+    if commands:
+        stdout.print(f"\n[bold]Projector[/bold]  none is published for {result.choice.label}; train one "
+                     "(captions from an end-to-end VLM, then the projector):", highlight=False)
+        for command in commands:
+            stdout.print(f"  {command}", highlight=False, soft_wrap=True)
+    if training is None:
+        return
+    table = Table("encoder + LLM", "training estimate", "fits", box=None, pad_edge=False, title_justify="left",
+                  title=f"\nTraining a projector at {result.frames} frames, --batch-size {batch_size}, --pool {pool}")
+    for label, estimate in list(training.items())[:CANDIDATE_ROWS]:
+        fits = estimate.total_bytes <= result.gpu.free_bytes
+        table.add_row(label, gib(estimate.total_bytes), "[green]yes[/green]" if fits else "[red]no[/red]")
+    stdout.print(table)
