@@ -129,7 +129,8 @@ def test_without_a_gpu_the_reason_says_which_smallest(fake_gpu):
     assert all(registry.encoders[c.encoder].gated or registry.llms[c.llm].gated for c in smaller)
 
 
-@pytest.mark.parametrize("command", [["load", "--vlm", "qwen3-vl-2b"], ["caption", "clip.mp4"]])
+@pytest.mark.parametrize("command", [["load", "--vlm", "qwen3-vl-2b"], ["caption", "clip.mp4"],
+                                     ["train", "--encoder", "e", "--llm", "l", "--data", "d.jsonl", "-o", "run"]])
 def test_load_and_caption_without_the_run_extra_name_it(capsys, monkeypatch, command):
     import importlib.util
 

@@ -50,6 +50,9 @@ def train(
     registry: RegistryOpt = None,
 ) -> None:
     """Train a projector (frozen encoder and LLM) on captioned videos or images, e.g. a VLM's captions."""
+    from vlmkit.extras import require_run_extra
+
+    require_run_extra("`vlmkit train`")
     from vlmkit.training import train as run_training
 
     stop = threading.Event()
