@@ -1,11 +1,13 @@
 """Captioning on the CPU with the tiny zoo: where does the time go outside model compute?
 
-Captions N generated videos with a tiny end-to-end VLM at batch sizes 1 and 4 through vlmkit's
-batch runner, and times what the model's own `generate` takes (model compute). Everything else
-(waiting for decoded frames, the processor, splitting and writing records) is the overhead.
-The anchor is the same videos through a plain loop: decode, process, generate, one at a time.
+Captions N generated videos with a tiny end-to-end VLM through vlmkit's batch runner with the
+caption command's default options (batch auto, which on a CPU is `CPU_BATCH_SIZE`), at batch 1 and
+at each of --batch-sizes, and times what the model's own `generate` takes (model compute).
+Everything else (waiting for decoded frames, the processor, splitting and writing records) is the
+overhead. The anchor is the same videos through a plain loop: decode, process, generate, one at a
+time.
 
-    .venv/bin/python benchmarks/bench_caption_cpu.py [--videos 24] [--vlm tiny-qwen3-vl]
+    .venv/bin/python benchmarks/bench_caption_cpu.py [--videos 24] [--vlm tiny-qwen3-vl] [--batch-sizes 4,8]
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-sizes", default="4", help="Comma-separated batch sizes to time besides the default.")
     args = parser.parse_args()
 
     from vlmkit import load
@@ -83,10 +86,13 @@ def main() -> None:
         assert summary.captioned == len(videos), summary
         return summary.elapsed_seconds
 
-    runs = {"plain loop, batch 1": plain_loop, "vlmkit, batch 1": lambda: vlmkit_run(1),
-            "vlmkit, batch 4": lambda: vlmkit_run(4),
-            # what a CUDA run does: processors on their own thread (here they compete with the model for 2 cores)
-            "vlmkit, batch 4, processors overlapped": lambda: vlmkit_run(4, overlap=True)}
+    from vlmkit.batch_size import CPU_BATCH_SIZE
+
+    runs = {"plain loop, batch 1": plain_loop,
+            f"vlmkit default options (batch auto = {CPU_BATCH_SIZE} on a CPU)": lambda: vlmkit_run(CPU_BATCH_SIZE),
+            "vlmkit, batch 1": lambda: vlmkit_run(1)}
+    for size in (int(s) for s in args.batch_sizes.split(",") if s.strip()):
+        runs[f"vlmkit, batch {size}"] = lambda size=size: vlmkit_run(size)
     measured: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     for _ in range(args.repeats):  # round-robin, so that bursts of load on a shared machine hit every run
         for name, run in runs.items():

@@ -3,6 +3,7 @@
     python benchmarks/bench_gpu.py [--out DIR] [--quick]  # one GPU; sized for < 5 min on an H100
     python benchmarks/bench_gpu.py --tiny                 # on the CPU: tiny configs, 2 new tokens
     python benchmarks/bench_gpu.py --check-configs        # on the CPU: real-size configs on the meta device
+    python benchmarks/bench_gpu.py --caption [--tiny]     # vlmkit's default batch vs the plain loop (caption_gpu.py)
 
 Nothing is downloaded: each model is built from its config with random weights, directly on the
 device, and its processor and tokenizer are built locally (tokenizers trained on a few sentences,
@@ -668,6 +669,11 @@ def main() -> None:
         help="throughput with GenerationSettings(static_cache=True); torch.compile eats the time budget",
     )
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--caption", action="store_true",
+                        help="LLaVA-NeXT-Video-7B and Qwen3-VL-8B: plain batch-1 loop, vlmkit's default batch, "
+                        "and with static cache (see caption_gpu.py); then stop")
+    parser.add_argument("--videos", type=int, default=None, help="with --caption: videos per case (256; 6 with --tiny)")
+    parser.add_argument("--plain-videos", type=int, default=None, help="with --caption: plain-loop videos (4; 2 tiny)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-train", action="store_true", help="skip training a projector (bench_train.py)")
     args = parser.parse_args()
@@ -677,8 +683,12 @@ def main() -> None:
     args.frame_size = args.frame_size or ((64, 48) if args.tiny else (640, 360))
     out_dir = args.out or Path(os.environ.get("OUT") or HERE / "results")
     out_dir.mkdir(parents=True, exist_ok=True)
+    args.videos = args.videos or (6 if args.tiny else 256)
+    args.plain_videos = args.plain_videos or (2 if args.tiny else 4)
     out_file = out_dir / (
-        "bench_gpu_configs.json"
+        ("bench_gpu_caption_tiny.json" if args.tiny else "bench_gpu_caption.json")
+        if args.caption
+        else "bench_gpu_configs.json"
         if args.check_configs
         else "bench_gpu_tiny.json"
         if args.tiny
@@ -736,6 +746,10 @@ def main() -> None:
         print("real-size configs on the meta device:")
         results |= check_configs(args, registry)
         save()
+        return
+    if args.caption:
+        run_caption(args, gpu, device, dtype, registry, results, save, deadline)
+        print(f"\nwrote {out_file} ({results['elapsed_s']} s)")
         return
     save()
     print(
@@ -798,6 +812,34 @@ def main() -> None:
     save()
     print_tables(results)
     print(f"\nwrote {out_file} ({results['elapsed_s']} s)")
+
+
+def run_caption(args, gpu, device, dtype, registry, results: dict, save, deadline: float) -> None:
+    from caption_gpu import build_qwen3_vl, caption_cases, caption_table
+
+    results["settings"] |= {"videos": args.videos, "plain_videos": args.plain_videos, "caption": True}
+    results["caption"] = []
+
+    def llava():
+        built = build_llava(args.tiny, device, dtype, registry)
+        return built.backend, built.plain, built.params
+
+    def qwen():
+        backend, plain, params, _ = build_qwen3_vl(args.tiny, device, dtype, registry, build_on_device, import_zoo,
+                                                   PROMPT)
+        return backend, plain, params
+
+    models = [("llava-next-video-7b", llava), ("qwen3-vl-8b", qwen)]
+    for i, (name, build) in enumerate(models):
+        share = (deadline - time.monotonic()) / (len(models) - i)
+        if share < 20:
+            results["skipped"].append(f"caption {name}: time budget")
+            continue
+        caption_cases(name, build, registry.vlm(name), gpu=gpu, args=args, results=results, save=save,
+                      case_seconds=0.8 * share, random_videos=random_videos, prompt=PROMPT)
+        free(None, gpu)
+    save()
+    print("\n" + caption_table(results))
 
 
 def print_tables(results: dict) -> None:

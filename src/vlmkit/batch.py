@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from vlmkit.captioning import Engine, SamplingOptions
 
 
+LOOKAHEAD_EXTRA = 32  # with batches of 128 (auto on a large GPU), 256 decoded videos would fill the RAM
+
+
 @dataclass(frozen=True)
 class BatchOptions:
     batch_size: int = 1
@@ -39,14 +42,18 @@ class BatchOptions:
     # where the two use different hardware; on a CPU they compete for the same cores.
     overlap_prepare: bool | None = None
     on_tokens: Callable[[int], None] | None = None  # tokens generated so far by the call in progress
+    # Batch videos of equal visual token counts together (less padding); records may come in another order.
+    group_by_tokens: bool = True
 
 
 def local_engine(backend: CaptionBackend, prompt: str, sampling: SamplingOptions, settings: GenerationSettings,
-                 options: BatchOptions = BatchOptions()) -> Engine:
+                 options: BatchOptions = BatchOptions(),
+                 on_notice: Callable[[str], None] = lambda message: None) -> Engine:
     """The engine that captions on this process's model (see `captioning.Engine`)."""
 
     def caption(videos: list[str], on_record: Callable[[CaptionRecord], None], stop: threading.Event) -> RunSummary:
-        return run_batch(backend, videos, prompt, sampling, settings, options, on_record=on_record, stop=stop)
+        return run_batch(backend, videos, prompt, sampling, settings, options, on_record=on_record, stop=stop,
+                         on_notice=on_notice)
 
     return caption
 
@@ -66,18 +73,26 @@ class _Job:
 def run_batch(backend: CaptionBackend, videos: list[str], prompt: str, sampling: SamplingOptions,
               settings: GenerationSettings, options: BatchOptions = BatchOptions(), *,
               on_record: Callable[[CaptionRecord], None] = lambda record: None,
-              stop: threading.Event | None = None, skipped: int = 0) -> RunSummary:
-    """Caption `videos` in order; stops between batches once `stop` is set (Ctrl-C).
+              stop: threading.Event | None = None, skipped: int = 0,
+              on_notice: Callable[[str], None] = lambda message: None) -> RunSummary:
+    """Caption `videos`; stops between batches once `stop` is set (Ctrl-C).
 
     Three stages overlap: worker threads decode videos ahead, one thread groups them into batches
-    and runs the processors (`backend.prepare`), and this thread runs the model.
+    and runs the processors (`backend.prepare`), and this thread runs the model. With
+    `group_by_tokens`, videos decoded ahead are batched with others of equal visual token counts,
+    so records can come in another order than `videos`. `on_notice` hears, once, that a batch ran
+    out of GPU memory and the batch size was lowered.
     """
     summary = RunSummary(skipped=skipped)
     started = time.perf_counter()
     stop = stop or threading.Event()
     watch = GenerationWatch(stop, options.on_tokens)  # a Ctrl-C during a long batch ends it at the next token
     settings = replace(settings, watch=watch)
-    ahead = max(2 * options.batch_size, options.workers)
+    # decoded frames held ahead: a second batch's worth (the grouping's choice), at most LOOKAHEAD_EXTRA more
+    ahead = options.batch_size + max(options.workers, min(options.batch_size, LOOKAHEAD_EXTRA))
+    limit = _BatchLimit(options.batch_size, on_notice)
+    memory = PeakMemory(str(getattr(backend, "device", "cpu")))
+    token_key = (lambda job: _job_tokens(backend, job)) if options.group_by_tokens else None
     overlap = options.overlap_prepare
     if overlap is None:
         overlap = str(getattr(backend, "device", "cpu")).startswith("cuda")
@@ -92,7 +107,7 @@ def run_batch(backend: CaptionBackend, videos: list[str], prompt: str, sampling:
                                                 backend.default_frames))
             if not decoding or stop.is_set():
                 return None
-            batch = _batch(backend, _next_jobs(decoding, options.batch_size), prompt, settings)
+            batch = _batch(backend, _next_jobs(decoding, limit.size, token_key), prompt, settings)
             if overlap:
                 _prepare(backend, batch)
             return batch
@@ -103,7 +118,8 @@ def run_batch(backend: CaptionBackend, videos: list[str], prompt: str, sampling:
                 upcoming = preparer.submit(next_batch)  # decoded (and prepared) while this batch generates
                 if not overlap:
                     _prepare(backend, batch)
-                _generate(backend, batch, settings, summary)
+                _generate(backend, batch, settings, summary, limit)
+                memory.sample()
                 for job in batch.jobs:
                     record = None if watch.cut else _finish(backend, job, prompt, settings, options)
                     if watch.cut:  # cut short by Ctrl-C: incomplete, so not recorded; a resume redoes it
@@ -119,7 +135,59 @@ def run_batch(backend: CaptionBackend, videos: list[str], prompt: str, sampling:
             preparer.submit(lambda: [future.cancel() for future in decoding])
     summary.interrupted = stop.is_set()
     summary.elapsed_seconds = time.perf_counter() - started
+    summary.batch_size = limit.size
+    summary.peak_allocated_bytes, summary.peak_nvml_used_bytes = memory.peaks()
     return summary
+
+
+class _BatchLimit:
+    """The batch size for the rest of the run: lowered (never raised) when a batch runs out of memory."""
+
+    def __init__(self, size: int, on_notice: Callable[[str], None]) -> None:
+        self.size, self.asked, self.on_notice, self.said = size, size, on_notice, False
+
+    def lower(self, size: int) -> None:
+        if size >= self.size:
+            return
+        self.size = size
+        if not self.said:  # once per run: the summary gives the size the run ended with
+            self.said = True
+            self.on_notice(f"Out of GPU memory with a batch of {self.asked} videos: split it; "
+                           f"batches of at most {size} from now on")
+
+
+class PeakMemory:
+    """torch's peak allocation on the device, and the most NVML showed used there after any batch."""
+
+    def __init__(self, device: str) -> None:
+        self.device, self.nvml_peak = device, None
+        if device.startswith("cuda"):
+            import torch
+
+            torch.cuda.reset_peak_memory_stats(device)
+
+    def sample(self) -> None:
+        if self.device.startswith("cuda"):
+            from vlmkit.gpu import used_bytes
+
+            used = used_bytes(_cuda_index(self.device))
+            if used is not None:
+                self.nvml_peak = max(self.nvml_peak or 0, used)
+
+    def peaks(self) -> tuple[int | None, int | None]:
+        if not self.device.startswith("cuda"):
+            return None, None
+        import torch
+
+        return torch.cuda.max_memory_allocated(self.device), self.nvml_peak
+
+
+def _cuda_index(device: str) -> int:
+    if ":" in device:
+        return int(device.partition(":")[2])
+    import torch
+
+    return torch.cuda.current_device()
 
 
 @dataclass
@@ -149,14 +217,42 @@ def _prepare(backend, batch: _Batch) -> None:
             batch.error = exc
 
 
-def _next_jobs(decoding: deque, batch_size: int) -> list[_Job]:
-    """Jobs whose clips fill about one batch (one long video with many segments is a batch alone)."""
-    jobs, clips = [], 0
-    while decoding and (not jobs or clips + 1 <= batch_size):
-        job = decoding.popleft().result()
-        jobs.append(job)
-        clips += max(1, len(job.clips))
+def _next_jobs(decoding: deque, batch_size: int, token_key: Callable[[_Job], int | None] | None = None) -> list[_Job]:
+    """Jobs whose clips fill about one batch (one long video with many segments is a batch alone).
+
+    With `token_key`, the next video in line is batched first with the videos decoded ahead whose
+    visual token counts equal its own (no padding), then with those nearest to it.
+    """
+    if token_key is None or batch_size == 1:
+        order = list(range(len(decoding)))
+    else:
+        ready = [future.result() for future in decoding]  # the window decoded ahead
+        want = token_key(ready[0])
+
+        def distance(i: int) -> tuple[int, int]:
+            key = token_key(ready[i])
+            return (0 if key in (want, None) else 1, abs((key or 0) - (want or 0)))  # failed videos cost nothing
+        order = [0, *sorted(range(1, len(ready)), key=distance)]
+    chosen, clips = [], 0
+    for i in order:
+        size = max(1, len(decoding[i].result().clips))
+        if chosen and clips + size > batch_size:
+            if token_key is None:
+                break  # in order: the next batch starts here
+            continue
+        chosen.append(i)
+        clips += size
+    jobs = [decoding[i].result() for i in chosen]
+    taken = set(chosen)
+    kept = [future for i, future in enumerate(decoding) if i not in taken]
+    decoding.clear()
+    decoding.extend(kept)
     return jobs
+
+
+def _job_tokens(backend, job: _Job) -> int | None:
+    """The visual tokens of the job's largest clip; None for a video that failed to decode."""
+    return max((backend.visual_tokens(clip) for clip in job.clips), default=None)
 
 
 def _decode_job(video: str, sampling: SamplingOptions, segments: float | None, default_frames: int) -> _Job:
@@ -185,13 +281,17 @@ def _decode_job(video: str, sampling: SamplingOptions, segments: float | None, d
     return job
 
 
-def _generate(backend, batch: _Batch, settings: GenerationSettings, summary: RunSummary) -> None:
+def _generate(backend, batch: _Batch, settings: GenerationSettings, summary: RunSummary,
+              limit: _BatchLimit | None = None) -> None:
     if not batch.pending:
         return
     prompt = batch.prompt
     started = time.perf_counter()
     clips = [clip for _, _, clip in batch.pending]
-    outputs = _generate_or_split(backend, clips, prompt, settings, batch.prepared, batch.error)
+    if limit and len(clips) > limit.size:  # formed before a batch ran out of memory: the new size holds
+        outputs = _in_chunks(backend, clips, prompt, settings, limit)
+    else:
+        outputs = _generate_or_split(backend, clips, prompt, settings, batch.prepared, batch.error, limit)
     share = (time.perf_counter() - started) / len(batch.pending)
     for (job, index, clip), result in zip(batch.pending, outputs):
         job.seconds += share
@@ -213,18 +313,45 @@ def _generate(backend, batch: _Batch, settings: GenerationSettings, summary: Run
 
 
 def _generate_or_split(backend, clips, prompt, settings, prepared: Prepared | None = None,
-                       error: Exception | None = None) -> list[Generated | Exception]:
-    """A failing batch is retried one video at a time, so one bad video cannot sink the others."""
+                       error: Exception | None = None, limit: _BatchLimit | None = None) -> list[Generated | Exception]:
+    """A batch out of memory is split in halves, and the batch size lowered for the rest of the run;
+    a batch failing otherwise is retried one video at a time, so one bad video cannot sink the others.
+    A single video out of memory is returned as such (the caller retries it with fewer frames).
+    """
     try:
         if error is not None:
             raise error
         return backend.run(prepared, settings) if prepared else backend.generate(clips, prompt, settings)
     except Exception as exc:  # noqa: BLE001 - reported per video below
-        if is_out_of_memory(exc):
+        out_of_memory = is_out_of_memory(exc)
+        if out_of_memory:
             free_gpu_memory()
         if len(clips) == 1:
             return [exc]
+        if out_of_memory and limit is not None:
+            limit.lower((len(clips) + 1) // 2)
+            return _in_chunks(backend, clips, prompt, settings, limit)
     return [out for clip in clips for out in _generate_or_split(backend, [clip], prompt, settings)]
+
+
+def generate_in_batches(backend, clips: list, prompt: str, settings: GenerationSettings, batch_size: int,
+                        on_notice: Callable[[str], None] = lambda message: None
+                        ) -> tuple[list[Generated | Exception], int]:
+    """Decoded clips through the model as a caption run batches them, out-of-memory splits included.
+
+    Returns one result per clip and the batch size the run ended with (benchmarks use it).
+    """
+    limit = _BatchLimit(batch_size, on_notice)
+    return _in_chunks(backend, clips, prompt, settings, limit), limit.size
+
+
+def _in_chunks(backend, clips, prompt, settings, limit: _BatchLimit) -> list[Generated | Exception]:
+    """Batches of the current limit, which a chunk running out of memory lowers for the chunks after it."""
+    outputs: list[Generated | Exception] = []
+    while len(outputs) < len(clips):
+        part = clips[len(outputs):len(outputs) + limit.size]
+        outputs += _generate_or_split(backend, part, prompt, settings, limit=limit)
+    return outputs
 
 
 def _describe(exc: BaseException) -> str:

@@ -150,7 +150,7 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
             frames: int | None = None, fps: float | None = None, min_frames: int = 1, max_frames: int | None = None,
             start: float | None = None, end: float | None = None, max_new_tokens: int = 128,
             temperature: float | None = None, seed: int | None = None, dtype: str | None = None,
-            device: str | None = None, offline: bool = False, registry=None, model=None, batch_size: int = 1,
+            device: str | None = None, offline: bool = False, registry=None, model=None, batch_size: int | str = "auto",
             workers: int = 2, static_cache: bool = False, segments: float | None = None, summary: bool = False,
             strip_prefix: bool = False, output: str | Path | None = None,
             retry_errors: bool = False) -> Captions:
@@ -159,14 +159,21 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
     `model` reuses a `vlmkit.load(...)` result instead of loading again (handy in notebooks).
     With `output` (.jsonl or .csv) each record is appended there as it finishes, and a second call
     captions only the videos not recorded yet (and, with `retry_errors`, those that failed);
-    the list returned holds this call's records.
+    the list returned holds this call's records, in the order of `videos`. `batch_size="auto"`:
+    the largest batch whose estimated peak fits the GPU (vlmkit.batch_size).
     """
     from vlmkit.batch import BatchOptions
+    from vlmkit.batch_size import plan_caption
 
     paths = [videos] if isinstance(videos, (str, Path)) else list(videos)
     if output:
         check_output_name(Path(output))
     records = Captions()  # a list that Jupyter shows as a table with a summary line
+    plan = plan_caption(batch_size, videos=[str(p) for p in paths], frames=frames, max_frames=max_frames,
+                        max_new_tokens=max_new_tokens, registry=registry, vlm=vlm, encoder=encoder, llm=llm,
+                        dtype=dtype, device=device, model=model)
+    if plan.keys and plan.keys.get("vlm"):
+        vlm = plan.keys["vlm"]  # the default model, as planned for
 
     def load_model():
         return load_for_captioning(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype,
@@ -175,11 +182,19 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
     run(paths, model or load_model, output=output, retry_errors=retry_errors, prompt=prompt,
         sampling=SamplingOptions(frames, fps, min_frames, max_frames, start, end),
         settings=GenerationSettings(max_new_tokens, temperature, seed, static_cache),
-        options=BatchOptions(batch_size=batch_size, workers=workers, segments=segments, summary=summary,
+        options=BatchOptions(batch_size=plan.choice.size, workers=workers, segments=segments, summary=summary,
                              strip_prefix=strip_prefix),
         models=named_models(registry, vlm=vlm, encoder=encoder, llm=llm) if output and not model else None,
         on_record=records.append)
-    return records
+    return in_input_order(records, paths)
+
+
+def in_input_order(records: list[CaptionRecord], videos: Iterable[str | Path]) -> Captions:
+    """Batches group videos by visual tokens, so records arrive in another order: put them back."""
+    order: dict[str, int] = {}
+    for index, video in enumerate(videos):
+        order.setdefault(os.path.abspath(video), index)
+    return Captions(sorted(records, key=lambda record: order.get(record.video, len(order))))
 
 
 def named_models(registry, *, vlm: str | None = None, encoder: str | None = None,
@@ -207,15 +222,20 @@ def load_for_captioning(*, vlm=None, encoder=None, llm=None, projector=None, **k
     from vlmkit.model_choice import check_model_options
 
     check_model_options(vlm=vlm, encoder=encoder, llm=llm, projector=projector)
+    require_projector(encoder, llm, projector, kwargs.get("registry"))
+    return load(vlm=vlm, encoder=encoder, llm=llm, projector=projector, default="vlm", **kwargs)
+
+
+def require_projector(encoder, llm, projector, registry=None) -> None:
+    """Refuses a composed pipeline without a trained projector (before anything else happens)."""
     if encoder and not projector:
         from vlmkit.training.commands import distillation_commands
 
-        steps = distillation_commands(encoder, llm, _teacher(kwargs.get("registry")))
+        steps = distillation_commands(encoder, llm, _teacher(registry))
         raise UsageError(
             "Captioning with --encoder/--llm needs a trained projector (--projector FILE.safetensors)",
             f"Train one on an end-to-end VLM's captions: `{steps[0]}`, then `{steps[1]}`. "
             "Or use --vlm KEY to caption with an end-to-end model directly.")
-    return load(vlm=vlm, encoder=encoder, llm=llm, projector=projector, default="vlm", **kwargs)
 
 
 def _teacher(registry) -> str | None:

@@ -11,10 +11,12 @@ from vlmkit.errors import UsageError
 from vlmkit.memory import DTYPE_BYTES, MemoryEstimate, estimate_composed, estimate_vlm
 from vlmkit.model_choice import check_model_options
 from vlmkit.registry import LLM, VLM, Encoder, Registry, load_registry
+from vlmkit.visual_tokens import DEFAULT_RESOLUTION
 
 DRIVER_RESERVED_BYTES = 480 * 2**20  # what an idle H100 shows as used (NVML) before any process
 MAX_FRAMES_SEARCHED = 2048
 USUAL_NEW_TOKENS = 128  # the default --max-new-tokens
+MAX_BATCH_SEARCHED = 1024
 ENCODER_SHARE = 0.10  # when choosing freely, the encoder stays within 10% of the LLM's parameters
 
 
@@ -32,7 +34,8 @@ class GpuTarget:
 class Candidate:
     estimate: MemoryEstimate
     fits: bool
-    max_frames: int  # the most frames that still fit (memory and context), 0 if none
+    max_frames: int  # the most frames that still fit (memory and context) at the planned batch size, 0 if none
+    max_batch: int = 0  # the largest batch of videos that fits at the planned frames, 0 if none
     encoder: str | None = None
     llm: str | None = None
     vlm: str | None = None
@@ -57,6 +60,8 @@ class Recommendation:
     candidates: tuple[Candidate, ...]
     reason: str
     warnings: tuple[str, ...] = field(default=())
+    batch_size: int = 1
+    resolution: tuple[int, int] = DEFAULT_RESOLUTION  # (width, height): Qwen3-VL's tokens depend on it
 
     def _repr_html_(self) -> str:  # Jupyter shows this table instead of the dataclass repr
         from vlmkit.notebook_html import recommendation_html
@@ -66,23 +71,27 @@ class Recommendation:
 
 def recommend(*, registry: Registry | None = None, gpu: str | None = None, vram_gb: float | None = None,
               frames: int = 8, max_new_tokens: int = 128, encoder: str | None = None, llm: str | None = None,
-              vlm: str | None = None, dtype: str | None = None, device: str | int | None = None) -> Recommendation:
+              vlm: str | None = None, dtype: str | None = None, device: str | int | None = None, batch_size: int = 1,
+              resolution: tuple[int, int] = DEFAULT_RESOLUTION) -> Recommendation:
     """Plan for this machine's GPU (NVML), a named GPU, or a memory size.
 
     device: as everywhere in vlmkit: "cpu", "cuda" (GPU 0), "cuda:N", or N for GPU N.
     """
     registry = registry or load_registry()
     _check_options(gpu, vram_gb, frames, max_new_tokens, encoder, llm, vlm, dtype)
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, not {batch_size}", "Plan for one video: --batch-size 1.")
     target, warnings = _target(registry, gpu, vram_gb, vlmkit.gpu.parse_device(device))
     dtype, dtype_warning = _dtype(target, dtype)
     warnings += [dtype_warning] if dtype_warning else []
-    plan = _Planner(registry, target, dtype, frames, max_new_tokens)
+    plan = _Planner(registry, target, dtype, frames, max_new_tokens, batch_size, resolution)
+    extra = dict(batch_size=batch_size, resolution=resolution)
 
     if vlm or encoder or llm:
         given = plan.vlm(registry.vlm(vlm)) if vlm else plan.composed(registry.encoder(encoder), registry.llm(llm))
         reason = "the combination you asked for " + ("fits" if given.fits else "does not fit")
         return Recommendation(target, dtype, frames, max_new_tokens, given, given if vlm else None, (given,),
-                              reason + _why_not(given, target), tuple(warnings))
+                              reason + _why_not(given, target), tuple(warnings), **extra)
 
     candidates = plan.all_candidates()
     composed = [c for c in candidates if not c.vlm]
@@ -106,28 +115,31 @@ def recommend(*, registry: Registry | None = None, gpu: str | None = None, vram_
             reason = "the largest combination that fits"
         if choice is None:
             reason = _why_nothing_fits(registry, target, dtype, frames, max_new_tokens)
+            reason += " (or a smaller --batch-size)" if batch_size > 1 else ""
     return Recommendation(target, dtype, frames, max_new_tokens, choice, vlm_choice, tuple(candidates), reason,
-                          tuple(warnings))
+                          tuple(warnings), **extra)
 
 
 class _Planner:
-    def __init__(self, registry: Registry, target: GpuTarget, dtype: str, frames: int, max_new_tokens: int):
+    def __init__(self, registry: Registry, target: GpuTarget, dtype: str, frames: int, max_new_tokens: int,
+                 batch_size: int = 1, resolution: tuple[int, int] = DEFAULT_RESOLUTION):
         self.registry, self.target, self.dtype = registry, target, dtype
         self.frames, self.max_new_tokens = frames, max_new_tokens
+        self.batch_size, self.resolution = batch_size, resolution
         self.tier = registry.tier(target.name) if target.source != "--vram" else None
         self.on_gpu = target.source != "cpu"
 
     def composed(self, encoder: Encoder, llm: LLM) -> Candidate:
-        def estimate(frames: int) -> MemoryEstimate:
+        def estimate(frames: int, batch: int) -> MemoryEstimate:
             return estimate_composed(encoder, llm, frames=frames, max_new_tokens=self.max_new_tokens,
-                                     dtype=self.dtype, on_gpu=self.on_gpu)
+                                     dtype=self.dtype, on_gpu=self.on_gpu, batch=batch)
         is_tier = bool(self.tier and (self.tier.encoder, self.tier.llm) == (encoder.key, llm.key))
         return self._candidate(estimate, encoder=encoder.key, llm=llm.key, tier=is_tier)
 
     def vlm(self, vlm: VLM) -> Candidate:
-        def estimate(frames: int) -> MemoryEstimate:
+        def estimate(frames: int, batch: int) -> MemoryEstimate:
             return estimate_vlm(vlm, frames=frames, max_new_tokens=self.max_new_tokens, dtype=self.dtype,
-                                on_gpu=self.on_gpu)
+                                on_gpu=self.on_gpu, batch=batch, resolution=self.resolution)
         return self._candidate(estimate, vlm=vlm.key, tier=bool(self.tier and self.tier.vlm == vlm.key))
 
     def all_candidates(self) -> list[Candidate]:
@@ -152,22 +164,25 @@ class _Planner:
         return composed + vlms
 
     def _candidate(self, estimate, **keys) -> Candidate:
-        at_frames = estimate(self.frames)
+        at_frames = estimate(self.frames, self.batch_size)
         fits = self._fits(at_frames)
-        return Candidate(at_frames, fits, self._max_frames(estimate), **keys)
+        max_frames = largest_fitting(lambda n: self._fits(estimate(n, self.batch_size)), MAX_FRAMES_SEARCHED)
+        max_batch = largest_fitting(lambda b: self._fits(estimate(self.frames, b)), MAX_BATCH_SEARCHED)
+        return Candidate(at_frames, fits, max_frames, max_batch, **keys)
 
     def _fits(self, estimate: MemoryEstimate) -> bool:
         return estimate.within_context and estimate.total_bytes <= self.target.free_bytes
 
-    def _max_frames(self, estimate) -> int:
-        """Binary search: memory and context both grow with the frame count."""
-        low, high = 0, MAX_FRAMES_SEARCHED
-        if not self._fits(estimate(1)):
-            return 0
-        while low < high:
-            mid = (low + high + 1) // 2
-            low, high = (mid, high) if self._fits(estimate(mid)) else (low, mid - 1)
-        return low
+
+def largest_fitting(fits, limit: int) -> int:
+    """The largest n in 1..limit with fits(n), 0 if none: a binary search, since memory grows with n."""
+    if not fits(1):
+        return 0
+    low, high = 1, limit
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return low
 
 
 def _target(registry: Registry, gpu: str | None, vram_gb: float | None, device: str | None):

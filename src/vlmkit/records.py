@@ -143,6 +143,11 @@ class RunSummary:
     retried_oom: int = 0
     failed_before: int = 0  # of the skipped, how many have an error record (--retry-errors retries them)
     fewer_frames: int = 0  # videos that had fewer distinct frames than asked for (their records say so)
+    batch_size: int = 1  # at the end of the run: lower than asked after a batch ran out of memory
+    batch_choice: str | None = None  # how the batch size was chosen, e.g. "batch 48: 61.2 of 79.1 GiB (auto)"
+    estimate_bytes: int | None = None  # the estimated peak at that batch size (None on a CPU)
+    peak_allocated_bytes: int | None = None  # torch.cuda.max_memory_allocated; None on a CPU
+    peak_nvml_used_bytes: int | None = None  # the most NVML showed used on the device after a batch; None on a CPU
 
     @property
     def videos_per_minute(self) -> float:

@@ -88,6 +88,10 @@ class CaptionBackend(ABC):
     def generate_text(self, prompts: list[str], settings: GenerationSettings) -> list[Generated]:
         """Text in, text out (no frames): used to summarise segment captions."""
 
+    def visual_tokens(self, clip: VideoFrames) -> int:
+        """The visual tokens one clip costs: videos with equal counts batch without padding."""
+        return len(clip.frames) * (self.tokens_per_frame or 1)
+
     def context_limit(self, frames: int, max_new_tokens: int) -> str | None:
         """Why `frames` frames do not fit the model's context, or None when they do."""
         if not (self.tokens_per_frame and self.max_context):

@@ -12,6 +12,7 @@ import torch
 
 from vlmkit.backends.base import CaptionBackend, Generated, GenerationSettings, Prepared, generate_and_decode
 from vlmkit.registry import VLM
+from vlmkit.visual_tokens import RESIZED_FAMILIES, QwenVideoSettings, qwen_video_tokens
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,18 @@ class EndToEndBackend(CaptionBackend):
         model = model_class.from_pretrained(path, dtype=dtype, attn_implementation="sdpa", use_safetensors=True)
         processor = transformers.AutoProcessor.from_pretrained(path)
         return cls(model.to(device).eval(), processor, entry, dtype=dtype, device=device)
+
+    def visual_tokens(self, clip) -> int:
+        """Qwen3-VL resizes by the video's size: its processor's own rule, with its own settings."""
+        if self.entry.family not in RESIZED_FAMILIES:
+            return super().visual_tokens(clip)
+        video = self.processor.video_processor
+        settings = QwenVideoSettings(
+            min_pixels=video.size["shortest_edge"], max_pixels=video.size["longest_edge"],
+            patch_size=video.patch_size, merge_size=video.merge_size, temporal_patch_size=video.temporal_patch_size,
+            max_video_tokens=getattr(video, "max_video_tokens", QwenVideoSettings.max_video_tokens))
+        frames = clip.frames  # [T, H, W, 3]
+        return qwen_video_tokens(len(frames), frames.shape[2], frames.shape[1], settings)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())

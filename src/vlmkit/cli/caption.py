@@ -26,7 +26,7 @@ from vlmkit.cli.options import (
     RegistryOpt,
     VlmOpt,
 )
-from vlmkit.cli.render import stderr, stdout, warn
+from vlmkit.cli.render import gib, stderr, stdout, warn
 from vlmkit.cli.state import registry_from
 from vlmkit.errors import UsageError
 from vlmkit.prompts import DEFAULT_PROMPT
@@ -61,7 +61,7 @@ def caption(
     max_new_tokens: MaxNewTokensOpt = 128,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0, help="Sample at this temperature (default: greedy).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed for sampling.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Videos per generate call.")] = 1,
+    batch_size: Annotated[str, typer.Option("--batch-size", metavar="N|auto", help="Videos per generate call; auto: the largest batch the GPU's free memory fits by the estimate (on a CPU, the fastest measured).")] = "auto",
     workers: Annotated[int, typer.Option("--workers", min=1, help="Threads decoding upcoming videos.")] = 2,
     static_cache: Annotated[bool, typer.Option("--static-cache", help="Preallocated KV cache; on CUDA the decoding step is compiled.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Append records here (.jsonl or .csv) as each video finishes; rerun to resume.")] = None,
@@ -82,7 +82,8 @@ def caption(
     require_run_extra("`vlmkit caption`")
     from vlmkit.backends.base import GenerationSettings
     from vlmkit.batch import BatchOptions, local_engine
-    from vlmkit.captioning import CaptionRun, SamplingOptions, load_for_captioning, named_models
+    from vlmkit.batch_size import parse_batch_size, plan_caption
+    from vlmkit.captioning import CaptionRun, SamplingOptions, load_for_captioning, named_models, require_projector
     from vlmkit.cli.progress import ProgressReporter
     from vlmkit.gpu import parse_device
     from vlmkit.inputs import collect_videos, split_unreadable
@@ -98,6 +99,8 @@ def caption(
     sampling.validate()
     check_model_options(vlm=vlm, encoder=encoder, llm=llm, projector=projector)
     device = parse_device(device)
+    asked_batch = parse_batch_size(batch_size)
+    require_projector(encoder, llm, projector, registry_from(ctx, registry))
     if projector:
         from vlmkit.projector import check_projector_file
 
@@ -134,15 +137,23 @@ def caption(
     try:
         result = job.summary()
         if job.todo:
+            plan = plan_caption(asked_batch, videos=job.todo, frames=frames, max_frames=max_frames,
+                                max_new_tokens=max_new_tokens, registry=registry_from(ctx, registry), vlm=vlm, encoder=encoder,
+                                llm=llm, dtype=dtype, device=device)
+            _print_batch_choice(plan.choice, quiet=quiet)
+            vlm = (plan.keys or {}).get("vlm") or vlm  # the default model, as planned for
             model = load_for_captioning(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype,
                                         device=device, offline=offline, registry=registry_from(ctx, registry))
             engine = local_engine(model.backend, prompt, sampling,
                                   GenerationSettings(max_new_tokens, temperature, seed, static_cache),
-                                  BatchOptions(batch_size=batch_size, workers=workers, segments=segments,
+                                  BatchOptions(batch_size=plan.choice.size, workers=workers, segments=segments,
                                                summary=summary, strip_prefix=strip_prefix,
-                                               on_tokens=progress.tokens))
+                                               on_tokens=progress.tokens),
+                                  on_notice=lambda message: stderr.print(message, highlight=False))
             with _first_interrupt_sets(stop), progress:
                 result = job.caption(engine, models=model.backend.keys, on_record=on_record, stop=stop)
+            result.batch_choice = plan.choice.message
+            result.estimate_bytes = plan.choice.estimate.total_bytes if plan.choice.estimate else None
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keeping what is written
         stderr.print("Stopped. Records written so far are kept"
                      + (f"; resume with: {escape(shlex.join(['vlmkit', *sys.argv[1:]]))}" if output else "."),
@@ -151,7 +162,9 @@ def caption(
     finally:
         job.close()
     if not output:
-        stdout.out(_render(records, output_format or Format.text), end="", highlight=False)
+        from vlmkit.captioning import in_input_order
+
+        stdout.out(_render(in_input_order(records, paths), output_format or Format.text), end="", highlight=False)
     _print_summary(result, output, stopped=stop.is_set(), unreadable=len(unreadable))
     if result.failed or result.failed_before or unreadable or stop.is_set():
         raise typer.Exit(130 if stop.is_set() else 1)
@@ -226,10 +239,23 @@ def _print_summary(result, output: Path | None, *, stopped: bool, unreadable: in
     if result.retried_oom:
         stderr.print(f"{result.retried_oom} video(s) ran out of GPU memory and were retried with half the frames "
                      "(their records say so)", highlight=False)
+    if result.peak_allocated_bytes is not None:
+        nvml = f", {gib(result.peak_nvml_used_bytes)} used on the GPU (NVML)" if result.peak_nvml_used_bytes else ""
+        estimate = f"; estimated {gib(result.estimate_bytes)}" if result.estimate_bytes else ""
+        stderr.print(f"GPU memory at batch {result.batch_size}: peak {gib(result.peak_allocated_bytes)} allocated "
+                     f"(torch){nvml}{estimate}", highlight=False)
     if stopped:
         command = shlex.join(["vlmkit", *sys.argv[1:]])
         hint = f"Resume with: {command}" if output else "Add --output FILE.jsonl to make runs resumable."
         stderr.print(f"Interrupted. {escape(hint)}", highlight=False)
+
+
+def _print_batch_choice(choice, *, quiet: bool) -> None:
+    """Before loading: the batch size and, when it was asked for and cannot fit, why."""
+    if choice.warning:
+        warn(choice.warning)
+    if not quiet:
+        stderr.print(choice.message, highlight=False)
 
 
 class _first_interrupt_sets:

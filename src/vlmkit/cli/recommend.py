@@ -35,6 +35,8 @@ def recommend(
     vlm: VlmOpt = None,
     dtype: DtypeOpt = None,
     device: DeviceOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Videos per generate call to plan for.")] = 1,
+    resolution: Annotated[str, typer.Option("--resolution", metavar="WxH", help="Video size to plan for (Qwen3-VL's visual tokens depend on it).")] = "1280x720",
     train: Annotated[bool, typer.Option("--train", help="Also estimate training a projector (`vlmkit train`) for each encoder + LLM.")] = False,
     train_batch_size: Annotated[int, typer.Option("--train-batch-size", min=1, help="With --train: `vlmkit train --batch-size`.")] = 8,
     pool: Annotated[int, typer.Option("--pool", min=1, help="With --train: `vlmkit train --pool`.")] = 1,
@@ -44,9 +46,11 @@ def recommend(
     """Recommend an encoder + LLM (and an end-to-end VLM) that fit the GPU, with memory estimates."""
 
     from vlmkit.planner import recommend as plan
+    from vlmkit.visual_tokens import parse_resolution
 
     result = plan(registry=registry_from(ctx, registry), gpu=gpu, vram_gb=vram, frames=frames, max_new_tokens=max_new_tokens,
-                  encoder=encoder, llm=llm, vlm=vlm, dtype=dtype, device=device)
+                  encoder=encoder, llm=llm, vlm=vlm, dtype=dtype, device=device, batch_size=batch_size,
+                  resolution=parse_resolution(resolution))
     training = _training_estimates(ctx, result, train_batch_size, pool) if train else None
     for message in result.warnings:
         warn(message)
@@ -69,6 +73,8 @@ def to_document(result) -> dict:
         "dtype": result.dtype,
         "frames": result.frames,
         "max_new_tokens": result.max_new_tokens,
+        "batch_size": result.batch_size,
+        "resolution": "{}x{}".format(*result.resolution),
         "reason": result.reason,
         "recommendation": choice.keys() if choice else None,
         "estimate": _estimate(choice) if choice else None,
@@ -81,7 +87,8 @@ def to_document(result) -> dict:
 def _estimate(c) -> dict:
     e = c.estimate
     return {"total_bytes": e.total_bytes, "fits": c.fits, "context_tokens": e.context_tokens,
-            "max_context": e.max_context, "max_frames": c.max_frames, "breakdown": dict(e.breakdown)}
+            "max_context": e.max_context, "max_frames": c.max_frames, "max_batch": c.max_batch,
+            "breakdown": dict(e.breakdown)}
 
 
 def _candidate(c) -> dict:
@@ -97,8 +104,9 @@ def _print(result) -> None:
         where = {"nvml": "detected", "--gpu": "planned with --gpu", "--vram": "planned with --vram"}[gpu.source]
         stdout.print(f"[bold]GPU[/bold]    {gpu.name} ({where}): {gib(gpu.vram_bytes)} total, "
                      f"{gib(gpu.free_bytes)} usable{cc}", highlight=False)
-    stdout.print(f"[bold]dtype[/bold]  {result.dtype}   frames {result.frames}, max new tokens {result.max_new_tokens}",
-                 highlight=False)
+    batch = f", batch {result.batch_size}" if result.batch_size > 1 else ""
+    stdout.print(f"[bold]dtype[/bold]  {result.dtype}   frames {result.frames}, max new tokens {result.max_new_tokens}"
+                 f"{batch}, video {result.resolution[0]}x{result.resolution[1]}", highlight=False)
     choice = result.choice
     if choice and choice.fits:
         stdout.print(f"\n[bold green]Recommended[/bold green]  {choice.label}  — {result.reason}", highlight=False)
@@ -111,15 +119,16 @@ def _print(result) -> None:
     if result.vlm_choice and result.vlm_choice is not choice:
         v = result.vlm_choice
         stdout.print(f"[bold]End-to-end VLM[/bold]  {v.label}: {gib(v.estimate.total_bytes)}, "
-                     f"up to {v.max_frames} frames (the default for `vlmkit caption`)", highlight=False)
+                     f"up to {v.max_frames} frames, batches of up to {v.max_batch} videos "
+                     "(the default for `vlmkit caption`)", highlight=False)
     if len(result.candidates) > 1:
-        table = Table("candidate", "estimate", "fits", "max frames", box=None, pad_edge=False,
+        table = Table("candidate", "estimate", "fits", "max frames", "max batch", box=None, pad_edge=False,
                       title=f"\nOther candidates at {result.frames} frames", title_justify="left")
         for c in result.candidates[:CANDIDATE_ROWS]:
             fits = "[green]yes[/green]" if c.fits else (
                 "[red]no (context)[/red]" if not c.estimate.within_context else "[red]no[/red]")
             table.add_row(c.label + (" (tier)" if c.tier else ""), gib(c.estimate.total_bytes), fits,
-                          str(c.max_frames))
+                          str(c.max_frames), str(c.max_batch))
         stdout.print(table)
         if len(result.candidates) > CANDIDATE_ROWS:
             stdout.print(f"… and {len(result.candidates) - CANDIDATE_ROWS} more (--json lists all)")
@@ -130,8 +139,10 @@ def _print_estimate(c) -> None:
     parts = ", ".join(f"{name.replace('_', ' ')} {gib(size)}" for name, size in e.breakdown.items() if size)
     verdict = "[green]fits[/green]" if c.fits else "[red]does not fit[/red]"
     stdout.print(f"  estimate {gib(e.total_bytes)} ({parts}) — {verdict}", highlight=False)
-    stdout.print(f"  context {e.context_tokens:,} of {e.max_context:,} tokens; up to {c.max_frames} frames fit",
-                 highlight=False)
+    per_video = " per video" if e.batch > 1 else ""
+    stdout.print(f"  context {e.context_tokens:,} of {e.max_context:,} tokens{per_video}; up to {c.max_frames} frames "
+                 f"fit; at {e.frames} frames, batches of up to {c.max_batch} videos", highlight=False)
+
 
 
 # --- Training a projector (`--train`, and how to get a projector for a recommended pair) ----------
