@@ -161,6 +161,7 @@ def test_cached_is_true_once_a_snapshot_is_downloaded(hub: FakeHub) -> None:
 # --- time: concurrency and deadlines ---------------------------------------------------------------
 
 
+@pytest.mark.timeout(30)  # a deadline that never fires must fail this test, not hang the suite
 def test_stalled_repo_is_offline_in_bounded_time_while_others_answer(hub: FakeHub) -> None:
     hub.add_repo("slow/stalled-model", files={"config.json": b"{}"})
     hub.stall("slow/stalled-model")

@@ -60,6 +60,7 @@ def wait_for_lines(path: Path, count: int, process: subprocess.Popen, limit: flo
     raise AssertionError(f"the run wrote fewer than {count} records (exit {process.poll()})")
 
 
+@pytest.mark.timeout(900)  # four caption runs, each a subprocess
 def test_sigkill_midway_then_resume_records_every_video_exactly_once(zoo_registry, batch_dir, tmp_path):
     out = tmp_path / "captions.jsonl"
     args = [str(batch_dir), "--vlm", "tiny-qwen3-vl", "--frames", "2", "--max-new-tokens", "24", "-o", str(out)]

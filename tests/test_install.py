@@ -25,6 +25,7 @@ def pip(python: Path, *args: str) -> None:
 
 
 @pytest.mark.install
+@pytest.mark.timeout(900)  # a build and a download of the core packages
 def test_core_install_runs_the_light_commands_without_torch(tmp_path):
     pip(Path(sys.executable), "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT))
     (wheel,) = (tmp_path / "dist").glob("vlmkit-*.whl")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -157,3 +158,125 @@ def test_a_full_disk_is_one_clear_error(tmp_path):
         journal.write(record("/v/b.mp4"))
     assert "rerun the same command" in info.value.hint
     assert json.loads((tmp_path / "out.jsonl").read_text())["video"] == "/v/a.mp4"
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_each_record_is_fsynced_after_it_is_written(tmp_path, monkeypatch, suffix):
+    """A flush only reaches the OS: without fsync a power cut loses records the user was told are safe.
+
+    A power cut cannot be simulated, so os.fsync is the seam: each call must be on the journal's own
+    file, after the line is in it (the file's size at the sync is the size with the record).
+    """
+    path = tmp_path / f"out{suffix}"
+    real_fsync = os.fsync
+    synced: list[tuple[int, int]] = []  # (inode, size of the file when it was synced)
+
+    def fsync(fd: int) -> None:
+        stat = os.fstat(fd)
+        synced.append((stat.st_ino, stat.st_size))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    journal = Journal.open(path)
+    header = [(path.stat().st_ino, path.stat().st_size)] if suffix == ".csv" else []
+    assert synced == header  # the CSV header is a line the file needs as much as any record
+    for i, status in enumerate(["ok", "error", "ok"]):
+        journal.write(record(f"/v/{i}.mp4", status))
+        # one sync per record, on this file, with the whole record already in it
+        assert len(synced) == len(header) + i + 1 and synced[-1] == (path.stat().st_ino, path.stat().st_size)
+        assert path.read_text().endswith("\n") and f"/v/{i}.mp4" in path.read_text().splitlines()[-1]
+    journal.close()
+
+
+def test_a_csv_record_reads_back_field_for_field(tmp_path):
+    """One line per record; None is empty; lists and dicts are JSON with their text kept; models sorted."""
+    import csv
+
+    from vlmkit.journal import CSV_FIELDS
+
+    path = tmp_path / "out.csv"
+    journal = Journal.open(path)
+    full = record("/v/é.mp4", caption="Un café,\n  deux\tcafés") | {
+        "models": {"llm": "b", "encoder": "a"}, "new_tokens": 7, "elapsed_seconds": 1.5, "notes": ["réessayé"],
+        "segments": [{"start": 0.0, "end": 3.0, "caption": "thé"}], "summary": None}
+    journal.write(full)
+    journal.close()
+    header, row = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    assert header == CSV_FIELDS
+    got = dict(zip(header, row))
+    assert got == {"video": "/v/é.mp4", "status": "ok", "caption": "Un café, deux cafés", "error": "",
+                   "models": '{"encoder": "a", "llm": "b"}', "timestamps": "[0.5, 1.5]", "prompt": "p",
+                   "new_tokens": "7", "elapsed_seconds": "1.5", "notes": '["réessayé"]',
+                   "segments": '[{"start": 0.0, "end": 3.0, "caption": "thé"}]', "summary": ""}
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_resuming_the_same_run_is_accepted_whatever_the_key_order(tmp_path, suffix):
+    path = tmp_path / f"out{suffix}"
+    journal = Journal.open(path)
+    journal.write(record("/v/a.mp4") | {"models": {"llm": "b", "encoder": "a"}})
+    journal.close()
+    reopened = Journal.open(path)
+    reopened.check_same_run({"encoder": "a", "llm": "b"}, "p")  # no error: the same models and prompt
+    with pytest.raises(UsageError, match="holds captions made with"):
+        reopened.check_same_run({"encoder": "a", "llm": "c"}, "p")
+    reopened.close()
+
+
+def test_recovery_keeps_every_whole_line_exactly(tmp_path):
+    path = tmp_path / "out.jsonl"
+    lines = [json.dumps(record(f"/v/{i}.mp4", "error" if i == 1 else "ok")) + "\n" for i in range(3)]
+    path.write_text("".join(lines) + '{"video": "/v/3.mp4", "sta')
+    Journal.open(path).close()
+    assert path.read_text() == "".join(lines)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("suffix, bad, where", [
+    (".jsonl", {"video": "/v/b.mp4", "status": "done", "models": {}, "prompt": "p", "timestamps": []}, 3),
+    (".jsonl", {"video": "/v/b.mp4", "status": "ok"}, 3),  # keys missing
+    (".jsonl", {"video": "", "status": "ok", "models": {}, "prompt": "p", "timestamps": []}, 3),
+    (".csv", {"video": "/v/b.mp4", "status": "done"}, 4),  # the header is line 1
+])
+def test_a_bad_record_is_refused_with_its_line_number(tmp_path, suffix, bad, where):
+    from vlmkit.journal import csv_line
+
+    path = tmp_path / f"out{suffix}"
+    journal = Journal.open(path)
+    for i in range(2):
+        journal.write(record(f"/v/{i}.mp4"))
+    journal.close()
+    with path.open("a") as f:
+        f.write(csv_line(bad) if suffix == ".csv" else json.dumps(bad) + "\n")
+    before = path.read_text()
+    with pytest.raises(UsageError, match=f"{path.name}:{where} is not a vlmkit record"):
+        Journal.open(path)
+    assert path.read_text() == before
+
+
+def test_a_record_with_exactly_the_needed_keys_is_read(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text(json.dumps({"video": "/v/a.mp4", "status": "ok", "models": {}, "prompt": "p",
+                                "timestamps": []}) + "\n")
+    journal = Journal.open(path)
+    assert journal.done == {"/v/a.mp4"}
+    journal.close()
+
+
+def test_a_new_journal_in_a_new_directory_tracks_what_it_wrote(tmp_path):
+    path = tmp_path / "runs" / "today" / "out.jsonl"  # neither directory exists yet
+    journal = Journal.open(path)
+    assert journal.kind == "jsonl" and Journal.open(tmp_path / "x.CSV").kind == "csv"
+    journal.write(record("/v/a.mp4"))
+    journal.write(record("/v/b.mp4", "error"))
+    assert (journal.done, journal.failed) == ({"/v/a.mp4"}, {"/v/b.mp4"})  # without reopening
+    journal.close()
+    assert [json.loads(line)["video"] for line in path.read_text().splitlines()] == ["/v/a.mp4", "/v/b.mp4"]
+
+
+def test_jsonl_keeps_text_readable(tmp_path):
+    path = tmp_path / "out.jsonl"
+    journal = Journal.open(path)
+    journal.write(record("/v/été.mp4", caption="Un café"))
+    journal.close()
+    assert '"caption": "Un café"' in path.read_text(encoding="utf-8")  # not \u00e9

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from videos import make_video
@@ -38,6 +39,7 @@ def answer_loss(backend: ComposedBackend, projector: Projector, features: torch.
     return torch.nn.functional.cross_entropy(predicted.flatten(0, 1), answer.flatten())
 
 
+@pytest.mark.timeout(600)  # training, then a caption subprocess
 def test_trained_projector_tells_red_from_blue(zoo_registry, tmp_path):
     registry = load_registry(zoo_registry)
     backend = load(encoder="tiny-siglip", llm="tiny-qwen3", registry=registry, smoke_test=False).backend

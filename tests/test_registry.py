@@ -77,6 +77,7 @@ def test_dinov3_is_gated_and_qwen_is_not(registry):
     assert not any(m.gated for m in registry.llms.values())
 
 
+@pytest.mark.timeout(900)  # pip builds the wheel in a fresh environment
 def test_the_wheel_ships_the_top_level_registry(tmp_path):
     """Built as pip builds it: the installed package must carry models.toml, byte for byte."""
     import subprocess
@@ -129,6 +130,20 @@ vocab_size = 100
 max_context = 512
 """
 
+MINIMAL_ENCODER = """
+[encoders.tiny]
+repo = "a/e"
+family = "siglip"
+params = 10
+gated = false
+license = "apache-2.0"
+image_size = 32
+patch_size = 16
+hidden_size = 8
+layers = 2
+tokens_per_frame = 4
+"""
+
 
 @pytest.mark.parametrize("text, where, what", [
     ("[llms.x\nrepo = 1", "invalid TOML", "line"),
@@ -140,6 +155,10 @@ max_context = 512
     (MINIMAL_LLM + MINIMAL_LLM.replace("[llms.tiny]", "[vlms.tiny]"), "[vlms.tiny]", "missing field"),
     (MINIMAL_LLM + MINIMAL_LLM.replace("[llms.tiny]", "[llms.other]").replace('license = "apache-2.0"',
      'license = "x"\naliases = ["TINY"]'), "[llms.other]", "name 'TINY' is already used by [llms.tiny]"),
+    # one key in two tables: `--encoder tiny` and `--llm tiny` would name different models
+    (MINIMAL_ENCODER + MINIMAL_LLM, "[llms.tiny]", "name 'tiny' is already used by [encoders.tiny]"),
+    (MINIMAL_ENCODER.replace("[encoders.tiny]", "[encoders.Tiny]") + MINIMAL_LLM, "[llms.tiny]",
+     "name 'tiny' is already used by [encoders.Tiny]"),
     (MINIMAL_LLM + '[[tiers]]\ngpu = "T4"\nencoder = "e"\nllm = "tiny"\n', "[[tiers]] #1", "unknown key 'T4'"),
     (MINIMAL_LLM.replace("[llms.tiny]", "[llms.qwen3-0.6b]"), "[llms.qwen3-0]", "must be quoted"),
 ])
@@ -188,3 +207,129 @@ GPU = '\n[gpus.X]\nmemory_mib = 1000\ncompute_capability = "8.0"\nbf16 = true\n'
 def test_gpu_tables_and_empty_registries_are_checked(tmp_path, text, what):
     with pytest.raises(RegistryError, match=what.replace("[", r"\[").replace("]", r"\]")):
         load_registry(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize("line, what", [
+    ("layers = -1", "field 'layers' must be a non-negative integer, got -1"),
+    ("layers = true", "field 'layers' must be a non-negative integer, got True"),  # a bool is not a number
+    ('layers = 2\naliases = ["ok", 3]', "field 'aliases' must be a list of strings"),
+    ('layers = 2\nrevision = 5', "field 'revision' must be a string, got 5"),
+])
+def test_field_types_are_checked(tmp_path, line, what):
+    with pytest.raises(RegistryError) as info:
+        load_registry(_write(tmp_path, MINIMAL_LLM.replace("layers = 2", line)))
+    assert what in info.value.message and "[llms.tiny]" in info.value.message
+    assert info.value.hint == f"Fix `{what.split(chr(39))[1]}` in [llms.tiny]."
+
+
+def test_values_read_back_as_written(tmp_path):
+    text = MINIMAL_LLM.replace("layers = 2", 'layers = 0\naliases = ["T", "t2"]\nrevision = "abc"')
+    entry = load_registry(_write(tmp_path, text)).llm("t2")
+    assert (entry.key, entry.layers, entry.aliases, entry.revision, entry.gated) == ("tiny", 0, ("T", "t2"), "abc",
+                                                                                       False)
+    assert (entry.kind, entry.safetensors, entry.active_params, entry.is_local) == ("llm", True, None, False)
+
+
+def test_home_relative_repo_and_registry_lookups(tmp_path, monkeypatch, registry):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "m").mkdir()
+    entry = load_registry(_write(tmp_path, MINIMAL_LLM.replace('repo = "a/b"', 'repo = "~/m"'))).llm("tiny")
+    assert entry.repo == str(tmp_path / "m") and entry.is_local
+    assert registry.gpu("rtx 4090").name == "RTX-4090" and registry.gpu("A100-80GB").memory_bytes == 81920 * 2**20
+    assert registry.tier("L4").vlm == "llava-next-video-7b" and registry.tier("nope") is None
+    assert registry.model("QWEN/qwen3-8B").key == "qwen3-8b"  # a repo id, any case
+    with pytest.raises(UnknownModelError) as info:
+        registry.gpu("V100")
+    assert "Known GPUs: T4" in info.value.hint and "--vram" in info.value.hint
+
+
+@pytest.mark.parametrize("text, what", [
+    ("[models.x]\nrepo = 1\n", "unknown top-level table(s) ['models']"),
+    ('tiers = 3\n' + MINIMAL_LLM, "'tiers' must be an array of tables"),
+    (MINIMAL_LLM.replace("[llms.tiny]", "[llms]\ntiny = 3\n[llms.x]"), "[llms.tiny] must be a table, got int"),
+])
+def test_tables_of_the_wrong_shape(tmp_path, text, what):
+    with pytest.raises(RegistryError) as info:
+        load_registry(_write(tmp_path, text))
+    assert what in info.value.message
+
+
+@pytest.mark.parametrize("kind, name, message, close", [
+    ("llm", "qwen3-8", "Unknown llm 'qwen3-8'", "qwen3-8b, qwen3-4b, qwen3-32b"),  # LLMs only
+    (None, "qwen3-8", "Unknown model 'qwen3-8'", "qwen3-8b, qwen3-4b, qwen3-vl-8b"),  # any kind
+    ("encoder", "dinov3-vitl1", "Unknown encoder 'dinov3-vitl1'", "dinov3-vitl16, dinov3-vits16, dinov3-vitb16"),
+    ("vlm", "qwen3-vl", "Unknown vlm 'qwen3-vl'", "qwen3-vl-8b, qwen3-vl-4b, qwen3-vl-2b"),
+])
+def test_an_unknown_name_suggests_three_of_its_kind(registry, kind, name, message, close):
+    lookup = getattr(registry, kind) if kind else registry.model
+    with pytest.raises(UnknownModelError) as info:
+        lookup(name)
+    assert info.value.message == message
+    assert info.value.hint == f"Did you mean {close}? See `vlmkit models` for the keys this registry knows."
+
+
+def test_each_lookup_keeps_to_its_kind(registry, tmp_path):
+    for lookup, other in [(registry.llm, "llava-next-video-7b"), (registry.vlm, "qwen3-8b"),
+                          (registry.encoder, "qwen3-8b")]:
+        with pytest.raises(UnknownModelError, match="it is a"):
+            lookup(other)
+    assert registry.vlm("llava-next-video-7b").kind == "vlm" and registry.encoder("siglip-base").kind == "encoder"
+    with pytest.raises(UnknownModelError) as info:
+        registry.llm("zzzz-nothing-like-it")
+    assert info.value.hint == "See `vlmkit models` for the keys this registry knows."
+    with pytest.raises(UnknownModelError) as info:
+        load_registry(_write(tmp_path, MINIMAL_LLM)).gpu("T4")
+    assert info.value.hint == "This registry lists no GPUs: plan for any card with --vram GB."
+
+
+@pytest.mark.parametrize("field, hint", [("layerz", "Did you mean 'layers'?"), ("colour", "Remove it.")])
+def test_an_unknown_field_is_named_with_a_fix(tmp_path, field, hint):
+    with pytest.raises(RegistryError) as info:
+        load_registry(_write(tmp_path, MINIMAL_LLM.replace("layers = 2", f"layers = 2\n{field} = 1")))
+    assert info.value.message.endswith(f"[llms.tiny]: unknown field '{field}'") and info.value.hint == hint
+
+
+TIER = '[[tiers]]\ngpu = "X"\nencoder = "e"\nllm = "tiny"\n'
+ENCODER_E = MINIMAL_ENCODER.replace("[encoders.tiny]", "[encoders.e]")
+
+
+@pytest.mark.parametrize("tier, what", [
+    (TIER.replace('gpu = "X"', 'gpu = "Y"'), "field 'gpu' names unknown key 'Y'"),
+    (TIER.replace('encoder = "e"', 'encoder = "f"'), "field 'encoder' names unknown key 'f'"),
+    (TIER.replace('llm = "tiny"', 'llm = "big"'), "field 'llm' names unknown key 'big'"),
+    (TIER + 'vlm = "v"\n', "field 'vlm' names unknown key 'v'"),
+])
+def test_a_tier_names_only_known_keys(tmp_path, tier, what):
+    with pytest.raises(RegistryError) as info:
+        load_registry(_write(tmp_path, ENCODER_E + MINIMAL_LLM + GPU + tier))
+    gpu = tier.split('"')[1]
+    assert info.value.message == f"{tmp_path / 'models.toml'}: [[tiers]] #1 (gpu = \"{gpu}\"): {what}"
+
+
+def test_a_tier_without_a_vlm_and_a_one_mib_gpu_are_valid(tmp_path):
+    registry = load_registry(_write(tmp_path, ENCODER_E + MINIMAL_LLM + GPU.replace("1000", "1") + TIER))
+    assert registry.tier("X").vlm is None and registry.gpu("X").memory_bytes == 2**20
+
+
+def test_gpu_errors_name_the_file(tmp_path):
+    path = _write(tmp_path, MINIMAL_LLM + GPU.replace("1000", "0"))
+    with pytest.raises(RegistryError) as info:
+        load_registry(path)
+    assert info.value.message == f"{path}: [gpus.X]: field 'memory_mib' must be positive"
+
+
+@pytest.mark.parametrize("text, message, hint", [
+    ("tiers = [1]\n" + MINIMAL_LLM, "[[tiers]] #1 must be a table, got int",
+     "Write it as a [section] with key = value lines (tier)."),
+    ("gpus = 3\n" + MINIMAL_LLM, "[gpus] must be a table, got int",
+     "Write it as a [section] with key = value lines (gpus)."),
+    ("gpus = {X = 3}\n" + MINIMAL_LLM, "[gpus.X] must be a table, got int",
+     "Write it as a [section] with key = value lines (X)."),
+    (MINIMAL_LLM + GPU + '[[tiers]]\ngpu = "X"\nencoder = "e"\nllm = "tiny"\n[[tiers]]\ngpu = 1\n',
+     "[[tiers]] #2: field 'gpu' must be a string, got 1", "Fix `gpu` in [[tiers]] #2."),
+])
+def test_gpu_and_tier_tables_are_located_exactly(tmp_path, text, message, hint):
+    path = _write(tmp_path, text)
+    with pytest.raises(RegistryError) as info:
+        load_registry(path)
+    assert (info.value.message, info.value.hint) == (f"{path}: {message}", hint)

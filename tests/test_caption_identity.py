@@ -1,0 +1,293 @@
+"""Every caption belongs to its own video, whatever the batching: the guard for all batching work.
+
+Each test video is a solid colour of its own, with its own size and frame count; a backend that
+says what it was shown (colour, frames, size) is run through the real batch pipeline (real
+decoding, real batching, real records), and each record's caption must describe its own video.
+The videos are in an order that sorting or grouping by frame count, size or name would change.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from videos import make_not_video, make_video
+from vlmkit.backends.base import CaptionBackend, Generated, GenerationSettings, Prepared
+from vlmkit.batch import BatchOptions, run_batch
+from vlmkit.captioning import SamplingOptions
+
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
+           "magenta": (255, 0, 255), "cyan": (0, 255, 255), "white": (255, 255, 255), "black": (0, 0, 0)}
+FRAMES = 4  # asked for; a clip with fewer frames gives the frames it has
+# (file name, colour, frames sampled, (width, height)): a clip of 2 or 3 frames at 10 fps gives all it has,
+# one of 1 s gives FRAMES. Neither names, frame counts nor
+# sizes are sorted, so any reordering of a batch moves some video away from its own position
+CLIPS = [("m.mp4", "red", 4, (64, 48)), ("c.mp4", "green", 2, (32, 32)), ("x.mp4", "blue", 3, (48, 32)),
+         ("a.mp4", "yellow", 4, (32, 32)), ("q.mp4", "magenta", 2, (64, 48)), ("broken.mp4", None, 0, None),
+         ("e.mp4", "cyan", 3, (32, 32)), ("b.mp4", "white", 4, (48, 32)), ("k.mp4", "black", 2, (48, 32))]
+
+
+def colour_name(frames: np.ndarray) -> str:
+    """The palette colour nearest to the frames' mean colour: what a decoded solid clip shows."""
+    mean = frames.reshape(-1, 3).mean(axis=0)
+    return min(COLOURS, key=lambda name: np.abs(mean - COLOURS[name]).sum())
+
+
+def description(colour: str, frames: int, width: int, height: int) -> str:
+    return f"{colour} video, {frames} frames of {width}x{height}"
+
+
+class DescribingBackend(CaptionBackend):
+    """A test double at the backend seam: its caption says what it was shown, read from the pixels."""
+
+    keys = {"vlm": "describing-double"}
+    device = "cpu"
+    default_frames = FRAMES
+
+    def prepare(self, videos, prompt: str) -> Prepared:  # what a processor does: look at the pixels
+        seen = [description(colour_name(v.frames), len(v.frames), v.frames.shape[2], v.frames.shape[1])
+                for v in videos]
+        return Prepared(videos, prompt, seen)
+
+    def run(self, prepared: Prepared, settings: GenerationSettings) -> list[Generated]:
+        return [Generated(text, settings.max_new_tokens) for text in prepared.inputs]  # as if it wrote them all
+
+    def generate_text(self, prompts: list[str], settings: GenerationSettings) -> list[Generated]:
+        return [Generated(f"summary of {prompt.count(' s] ')} segments", settings.max_new_tokens)
+                for prompt in prompts]
+
+    def parameter_count(self) -> int:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("identity")
+    paths = []
+    for name, colour, count, size in CLIPS:
+        if colour is None:
+            paths.append(make_not_video(root / name))
+        else:
+            seconds = count / 10 if count < FRAMES else 1.0
+            paths.append(make_video(root / name, color=COLOURS[colour], seconds=seconds, fps=10, size=size))
+    return paths
+
+
+def expected(path: Path) -> str | None:
+    _, colour, count, size = next(c for c in CLIPS if c[0] == path.name)
+    return None if colour is None else description(colour, count, *size)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_every_caption_names_its_own_video(clips, batch_size, overlap):
+    records = []
+    summary = run_batch(DescribingBackend(), [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+                        GenerationSettings(max_new_tokens=8),
+                        BatchOptions(batch_size=batch_size, workers=2, overlap_prepare=overlap),
+                        on_record=records.append, stop=threading.Event())
+    assert sorted(Path(r.video).name for r in records) == sorted(p.name for p in clips)  # each video once
+    for record in records:
+        want = expected(Path(record.video))
+        if want is None:
+            assert record.status == "error" and record.caption is None
+        else:
+            assert (record.status, record.caption) == ("ok", want), record.video
+            assert len(record.timestamps) == int(want.split(", ")[1].split()[0])
+            assert (record.new_tokens, record.prompt, record.models) == (8, "Describe.", DescribingBackend.keys)
+    assert (summary.captioned, summary.failed, summary.interrupted) == (len(clips) - 1, 1, False)
+    assert 0 < summary.elapsed_seconds < 120 and summary.videos_per_minute > 0
+
+
+# --- the same guard through a real end-to-end model ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llava(zoo_registry):
+    """The tiny LLaVA-NeXT-Video, whose generate also writes what each batch row's pixels show.
+
+    The real model generates; then each row's new tokens are replaced by the colour and frame count
+    read from that row's own `pixel_values_videos`, so an output row that is put back next to
+    another video's input is seen.
+    """
+    import torch
+
+    from vlmkit import load
+    from vlmkit.registry import load_registry
+
+    backend = load(vlm="tiny-llava-next-video", registry=load_registry(zoo_registry)).backend
+    tokenizer, processor = backend.processor.tokenizer, backend.processor.video_processor
+    mean = torch.tensor(processor.image_mean).view(3, 1, 1)
+    std = torch.tensor(processor.image_std).view(3, 1, 1)
+    real_generate = backend.model.generate
+
+    def generate(**inputs):
+        output = real_generate(**inputs)
+        start = inputs["input_ids"].shape[1]
+        rows = []
+        for pixels in inputs["pixel_values_videos"].float():  # [T, 3, S, S], normalised
+            rgb = ((pixels * std + mean) * 255).mean(dim=(0, 2, 3)).numpy()  # the row's mean colour
+            rows.append(tokenizer(f"{colour_name(rgb)} {len(pixels)}", add_special_tokens=False).input_ids)
+        width = max(len(r) for r in rows)
+        new = torch.tensor([r + [tokenizer.eos_token_id] * (width - len(r)) for r in rows])
+        return torch.cat([output[:, :start], new.to(output.device)], dim=1)
+
+    backend.model.generate = generate
+    return backend
+
+
+def test_end_to_end_results_come_back_in_input_order(llava, clips):
+    """LLaVA's processor stacks videos of one frame count only: the groups must be put back in input order."""
+    from vlmkit.frames import sample_frames
+
+    videos = [sample_frames(p, num_frames=FRAMES) for p in clips if expected(p)]
+    counts = [len(v.frames) for v in videos]
+    assert counts != sorted(counts) and len(set(counts)) == 3  # groups of 4, 2 and 3 frames, interleaved
+    results = llava.generate(videos, "Describe.", GenerationSettings(max_new_tokens=2))
+    assert [r.text for r in results] == [f"{colour_name(v.frames)} {len(v.frames)}" for v in videos]
+    assert [r.text.split()[0] for r in results] == [c[1] for c in CLIPS if c[1]]  # what the files hold
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_end_to_end_captions_name_their_own_videos(llava, clips, batch_size):
+    records = []
+    run_batch(llava, [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+              GenerationSettings(max_new_tokens=2), BatchOptions(batch_size=batch_size), on_record=records.append)
+    assert sorted(Path(r.video).name for r in records) == sorted(p.name for p in clips)
+    for record in records:
+        want = expected(Path(record.video))
+        if want is None:
+            assert record.status == "error"
+        else:
+            colour, frames = want.split()[0], want.split(", ")[1].split()[0]
+            assert record.caption == f"{colour} {frames}", record.video
+
+
+class FailingBackend(DescribingBackend):
+    """Runs out of memory on any batch holding the red clip at more than 2 frames; fails outright on cyan."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def run(self, prepared: Prepared, settings: GenerationSettings) -> list[Generated]:
+        import torch
+
+        self.calls.append(prepared.inputs)
+        if any(seen.startswith(("red", "blue")) and ", 2 frames" not in seen for seen in prepared.inputs):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (test double)")
+        if any(seen.startswith("cyan") for seen in prepared.inputs):
+            raise ValueError("the model cannot read this one\nsecond line")
+        return super().run(prepared, settings)
+
+
+def test_a_batch_that_fails_is_retried_video_by_video(clips):
+    """Out of memory: each video alone, then the one that still fails with half its frames; captions stay put."""
+    backend = FailingBackend()
+    records = []
+    summary = run_batch(backend, [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+                        GenerationSettings(max_new_tokens=8), BatchOptions(batch_size=5), on_record=records.append)
+    by_name = {Path(r.video).name: r for r in records}
+    assert sorted(Path(r.video).name for r in records) == sorted(p.name for p in clips)
+    red, blue, cyan = by_name["m.mp4"], by_name["x.mp4"], by_name["e.mp4"]
+    assert (red.status, red.caption) == ("ok", description("red", 2, 64, 48)) and len(red.timestamps) == 2
+    assert "CUDA out of memory with 4 frames; retried with 2" in red.notes
+    assert (blue.caption, len(blue.timestamps)) == (description("blue", 2, 48, 32), 2)  # frames 0 and 2 of 3
+    assert "CUDA out of memory with 3 frames; retried with 2" in blue.notes
+    assert cyan.status == "error"
+    assert cyan.error == "the model failed on this video: ValueError: the model cannot read this one"
+    for name, record in by_name.items():
+        if record not in (red, blue, cyan):
+            assert record.caption == expected(Path(name)), name
+            assert not any("out of memory" in note for note in record.notes), name
+    assert (summary.captioned, summary.failed, summary.retried_oom) == (len(clips) - 2, 2, 2)
+    assert [description("red", 4, 64, 48)] in backend.calls and [description("red", 2, 64, 48)] in backend.calls
+
+
+class ThreadNoting(DescribingBackend):
+    def __init__(self, device: str) -> None:
+        self.device, self.prepared_on, self.sizes, self.prompts = device, set(), [], set()
+
+    def prepare(self, videos, prompt: str) -> Prepared:
+        self.prepared_on.add(threading.current_thread().name)
+        self.prompts.add(prompt)
+        self.sizes.append(len(videos))
+        return super().prepare(videos, prompt)
+
+
+@pytest.mark.parametrize("device, overlap, worker", [
+    ("cpu", None, False),  # on a CPU the processors and the model share the cores: one after the other
+    ("cpu", True, True),
+])
+def test_where_the_processors_run_and_how_many_videos_each_batch_holds(clips, device, overlap, worker):
+    backend = ThreadNoting(device)
+    records = []
+    # no frame count given: the backend's default (FRAMES)
+    summary = run_batch(backend, [str(p) for p in clips], "Describe.", SamplingOptions(),
+                        GenerationSettings(), BatchOptions(batch_size=2, overlap_prepare=overlap),
+                        on_record=records.append, skipped=3)
+    caller = threading.current_thread().name
+    assert (caller not in backend.prepared_on) if worker else backend.prepared_on == {caller}
+    assert max(backend.sizes) == 2 and sum(backend.sizes) == len(clips) - 1  # each good video prepared once
+    assert backend.prompts == {"Describe."}
+    assert all(r.caption == expected(Path(r.video)) for r in records if r.status == "ok")
+    assert (summary.skipped, summary.captioned, summary.interrupted) == (3, len(clips) - 1, False)
+    assert run_batch(backend, [], "Describe.", SamplingOptions(), GenerationSettings()).skipped == 0
+
+
+class TimeNoting(DescribingBackend):
+    """Says which stretch of the video it was shown, from the frames' timestamps."""
+
+    def prepare(self, videos, prompt: str) -> Prepared:
+        return Prepared(videos, prompt, [f"{colour_name(v.frames)} {v.timestamps[0]:.2f}-{v.timestamps[-1]:.2f}"
+                                         for v in videos])
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_each_segment_caption_belongs_to_its_own_window(clips, batch_size):
+    """Dense captioning: 0.4 s windows over 1 s clips; each window's caption saw frames from that window only."""
+    long_clips = [p for p in clips if expected(p) and f", {FRAMES} frames" in expected(p)]
+    records = []
+    run_batch(TimeNoting(), [str(p) for p in long_clips], "Describe.", SamplingOptions(num_frames=2),
+              GenerationSettings(max_new_tokens=5), BatchOptions(batch_size=batch_size, segments=0.4, summary=True),
+              on_record=records.append)
+    assert [Path(r.video).name for r in records] == [p.name for p in long_clips]
+    for record in records:
+        assert record.summary == record.caption == "summary of 3 segments" and record.new_tokens == 4 * 5
+        colour = expected(Path(record.video)).split()[0]
+        assert [(s["start"], s["end"]) for s in record.segments] == [(0.0, 0.4), (0.4, 0.8), (0.8, 1.0)]
+        for segment in record.segments:
+            name, span = segment["caption"].split()
+            first, last = map(float, span.split("-"))
+            assert name == colour and segment["start"] <= first <= last <= segment["end"], segment
+
+
+def test_a_stop_ends_the_run_between_batches(clips):
+    stop = threading.Event()
+    records = []
+
+    def on_record(record) -> None:
+        records.append(record)
+        stop.set()  # as Ctrl-C does
+
+    summary = run_batch(DescribingBackend(), [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+                        GenerationSettings(), BatchOptions(batch_size=2), on_record=on_record, stop=stop)
+    assert summary.interrupted and len(records) == 2 == summary.captioned  # the batch in flight, then no more
+    assert all(r.caption == expected(Path(r.video)) for r in records)
+
+
+def test_a_clip_too_long_for_the_context_is_an_error_and_the_others_keep_their_captions(clips):
+    backend = DescribingBackend()
+    backend.tokens_per_frame, backend.max_context = 100, 64 + 3 * 100 + 8  # 3 frames and 8 new tokens fit, 4 do not
+    records = []
+    run_batch(backend, [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+              GenerationSettings(max_new_tokens=8), BatchOptions(batch_size=5), on_record=records.append)
+    for record in records:
+        want = expected(Path(record.video))
+        if want and f", {FRAMES} frames" in want:
+            assert record.status == "error" and "4 frames x 100 tokens" in record.error, record.video
+        elif want:
+            assert record.caption == want, record.video
+    assert sum(r.status == "ok" for r in records) == 5
