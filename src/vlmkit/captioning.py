@@ -65,6 +65,7 @@ class CaptionRun:
         self.videos, self.prompt = [str(v) for v in videos], prompt
         self.journal = Journal.open(output, retry_errors=retry_errors) if output else None
         self.subtitles = subtitles  # "srt" or "vtt": one file per video with segments
+        self.subtitle_files: dict[str, Path] = {}  # video -> the subtitle file written for it in this run
         self._subtitle_names = SubtitleNames(Path(subtitle_dir) if subtitle_dir else
                                              Path(output).parent if output else Path.cwd())
         recorded = (self.journal.done | self.journal.failed) if self.journal else set()
@@ -100,8 +101,8 @@ class CaptionRun:
             if self.journal:
                 self.journal.write(result)
             if self.subtitles and result.segments:
-                write_subtitles(result.segments, self.subtitles,
-                                self._subtitle_names.path_for(result.video, self.subtitles))
+                self.subtitle_files[result.video] = write_subtitles(
+                    result.segments, self.subtitles, self._subtitle_names.path_for(result.video, self.subtitles))
             if on_record:
                 on_record(result)
 
@@ -248,7 +249,9 @@ def check_output_name(output: Path) -> None:
 def load_for_captioning(*, vlm=None, encoder=None, llm=None, projector=None, **kwargs):
     """Refuses a composed pipeline without a trained projector before any download starts."""
     from vlmkit.loading import load
+    from vlmkit.model_choice import check_model_options
 
+    check_model_options(vlm=vlm, encoder=encoder, llm=llm, projector=projector)
     require_projector(encoder, llm, projector, kwargs.get("registry"))
     return load(vlm=vlm, encoder=encoder, llm=llm, projector=projector, default="vlm", **kwargs)
 

@@ -23,8 +23,10 @@ class ProgressReporter:
         self.bar: Progress | None = None
         if not quiet and stderr.is_terminal:
             self.bar = Progress(TextColumn("captioning"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=stderr)
-            self.task = self.bar.add_task("captioning", total=total, rate="")
+                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                                TextColumn("{task.fields[tokens]}"), console=stderr)
+            self.task = self.bar.add_task("captioning", total=total, rate="", tokens="")
+        self.last_tokens_line = time.perf_counter()
 
     def __enter__(self) -> ProgressReporter:
         self.started = time.perf_counter()
@@ -57,7 +59,28 @@ class ProgressReporter:
                          + (f", {status}" if status else ""), highlight=False)
 
 
+    def tokens(self, count: int) -> None:
+        """Tokens generated so far by the batch in progress: signs of life during a long generate call."""
+        if self.bar:
+            self.bar.update(self.task, tokens=f"batch: {count} tokens")
+            return
+        now = time.perf_counter()
+        if count == 1:  # a generate call starts
+            self.last_tokens_line = now
+        elif not self.quiet and now - self.last_tokens_line >= PLAIN_EVERY_SECONDS:
+            self.last_tokens_line = now
+            stderr.print(f"generating: {count} tokens so far in this batch", highlight=False)
+
+    def note(self, message: str) -> None:
+        """One line between the progress updates (the bar stays below it)."""
+        if self.quiet:
+            return
+        (self.bar.console if self.bar else stderr).print(message, highlight=False)
+
+
 def _failure(record) -> str:
     """The error names the file already when it comes from decoding; otherwise say which video."""
-    error = record.error or "unknown error"
-    return error if Path(record.video).name in error else f"{record.video}: {error}"
+    from vlmkit.records import readable
+
+    error = readable(record.error or "unknown error")
+    return error if Path(record.video).name in record.error or "" else f"{readable(record.video)}: {error}"

@@ -13,8 +13,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from vlmkit.cli.load import DeviceOpt
-from vlmkit.cli.options import DtypeOpt, OfflineOpt
+from vlmkit.cli.options import DeviceOpt, DtypeOpt, OfflineOpt, RegistryOpt
 from vlmkit.cli.render import stderr
 from vlmkit.cli.state import registry_from
 from vlmkit.prompts import DEFAULT_PROMPT
@@ -48,8 +47,12 @@ def train(
     dtype: DtypeOpt = None,
     device: DeviceOpt = None,
     offline: OfflineOpt = False,
+    registry: RegistryOpt = None,
 ) -> None:
     """Train a projector (frozen encoder and LLM) on captioned videos or images, e.g. a VLM's captions."""
+    from vlmkit.extras import require_run_extra
+
+    require_run_extra("`vlmkit train`")
     from vlmkit.training import train as run_training
 
     stop = threading.Event()
@@ -62,7 +65,7 @@ def train(
                 feature_layer=feature_layer, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                 grad_accum=grad_accum, lr=lr, warmup=warmup, val_fraction=val_fraction, eval_every=eval_every,
                 save_every=save_every, cache_dir=str(cache_dir) if cache_dir else None, seed=seed, dtype=dtype,
-                device=device, offline=offline, registry=registry_from(ctx), on_progress=progress, stop=stop)
+                device=device, offline=offline, registry=registry_from(ctx, registry), on_progress=progress, stop=stop)
         finally:
             progress.close()
     _print_summary(summary, quiet)
