@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import signal
 import sys
 import threading
 from enum import Enum
@@ -15,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from vlmkit.backends.watch import LONG_BATCH_SECONDS
+from vlmkit.cli.interrupts import FirstInterruptSets
 from vlmkit.cli.options import (
     DeviceOpt,
     DtypeOpt,
@@ -30,6 +30,9 @@ from vlmkit.cli.render import gib, stderr, stdout, warn
 from vlmkit.cli.state import registry_from
 from vlmkit.errors import RunStoppedError, UsageError
 from vlmkit.prompts import DEFAULT_PROMPT
+
+STOPPING_MESSAGE = (f"Stopping: the videos in flight finish, unless their batch has run over {LONG_BATCH_SECONDS:g} s: "
+                    "then it stops at its next token and is left for the resume (Ctrl-C again to stop now)…")
 
 
 class Engine(str, Enum):
@@ -186,7 +189,7 @@ def caption(
                 run_on = local_engine(model.backend, prompt, sampling, settings, options,
                                       on_notice=lambda message: stderr.print(message, highlight=False))
                 keys = model.backend.keys
-            with _first_interrupt_sets(stop), progress:
+            with FirstInterruptSets(stop, STOPPING_MESSAGE), progress:
                 result = job.caption(run_on, models=keys, on_record=on_record, stop=stop)
             result.batch_choice = plan.choice.message
             result.estimate_bytes = plan.choice.estimate.total_bytes if plan.choice.estimate else None
@@ -303,28 +306,3 @@ def _print_batch_choice(choice, *, quiet: bool) -> None:
         warn(choice.warning)
     if not quiet:
         stderr.print(choice.message, highlight=False)
-
-
-class _first_interrupt_sets:
-    """The first Ctrl-C finishes the batch in flight and stops; a second one stops at once."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-        self.previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-    def _handle(self, signum, frame) -> None:
-        if self.stop.is_set():
-            raise KeyboardInterrupt
-        self.stop.set()
-        stderr.print(f"\nStopping: the videos in flight finish, unless their batch has run over "
-                     f"{LONG_BATCH_SECONDS:g} s: then it stops at its next token and is left for the resume "
-                     "(Ctrl-C again to stop now)…", highlight=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import signal
 import sys
 import threading
 import time
@@ -13,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from vlmkit.cli.interrupts import FirstInterruptSets
 from vlmkit.cli.options import DeviceOpt, DtypeOpt, OfflineOpt, RegistryOpt
 from vlmkit.cli.render import stderr
 from vlmkit.cli.state import registry_from
@@ -57,7 +57,7 @@ def train(
 
     stop = threading.Event()
     progress = _Progress(quiet)
-    with _interrupt_sets(stop):
+    with FirstInterruptSets(stop, "Saving at the end of this step (Ctrl-C again to stop now; the last save stands)…"):
         try:
             summary = run_training(
                 encoder=encoder, llm=llm, data=[str(d) for d in data], output=str(output),
@@ -143,26 +143,3 @@ class _Progress:
 
 def _number(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
-
-
-class _interrupt_sets:
-    """The first Ctrl-C saves at the end of the step in flight and exits 130; a second one stops at once."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop, self.previous = stop, None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-    def _handle(self, signum, frame) -> None:
-        if self.stop.is_set():
-            raise KeyboardInterrupt
-        self.stop.set()
-        stderr.print("\nSaving at the end of this step (Ctrl-C again to stop now; the last save stands)…",
-                     highlight=False)
