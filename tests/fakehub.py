@@ -84,6 +84,8 @@ class FakeHub:
         self.tokens: dict[str, FakeToken] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path without query), in arrival order
         self.latency = 0.0  # seconds added to every request
+        self.in_flight = 0  # requests being answered now
+        self.max_in_flight = 0  # the most answered at once since start
         self._stalled: set[str] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -297,8 +299,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         url = urlsplit(self.path)
         path, query = url.path, parse_qs(url.query)
-        with self.hub._lock:
-            self.hub.requests.append((self.command, path))
+        hub = self.hub
+        with hub._lock:
+            hub.requests.append((self.command, path))
+            hub.in_flight += 1
+            hub.max_in_flight = max(hub.max_in_flight, hub.in_flight)
+        try:
+            self._answer(path, query)
+        finally:
+            with hub._lock:
+                hub.in_flight -= 1
+
+    def _answer(self, path: str, query: dict) -> None:
         if self.hub.latency and self.hub._stopping.wait(self.hub.latency):
             return self._hang_up()
         caller = self.hub.caller(self.headers.get("Authorization"))

@@ -35,7 +35,7 @@ def test_light_commands_never_import_torch_or_transformers(args):
         "import sys, runpy\n"
         f"sys.argv = ['vlmkit', *{args!r}]\n"
         "try:\n    runpy.run_module('vlmkit', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-        "heavy = sorted(m for m in ('torch', 'transformers', 'av', 'torchvision') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'av', 'torchvision', 'ray') if m in sys.modules)\n"
         # only `check` talks to the Hub: the others must not even import its client
         f"heavy += ['huggingface_hub'] if 'huggingface_hub' in sys.modules and {args[0]!r} != 'check' else []\n"
         "print('HEAVY=' + ','.join(heavy), file=sys.stderr)\n"

@@ -211,7 +211,7 @@ def test_cli_caption_json_and_errors(zoo_registry, video_dir, tmp_path):
     assert loaded.returncode == 0 and report["smoke_test"] is True and report["parameters"] > 0
 
     missing = vlmkit(zoo_registry, "caption", str(tmp_path / "nope.mp4"), "--vlm", "tiny-qwen3-vl")
-    assert missing.returncode == 1 and "nope.mp4" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 2 and "nope.mp4: no such file" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_composed_batch_of_four_gives_the_captions_of_batch_one(registry, video_dir, tmp_path):

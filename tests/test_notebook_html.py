@@ -35,7 +35,7 @@ def test_run_summary_says_what_was_skipped_and_retried():
     html = RunSummary(captioned=2, failed=1, skipped=3, elapsed_seconds=30.0, retried_oom=1,
                       failed_before=1)._repr_html_()
     assert "Captioned 2, skipped 3 (1 of them failed earlier: retry_errors=True retries them), failed 1" in html
-    assert "(6.0 videos/min)" in html and "1 video(s) ran out of GPU memory" in html
+    assert "(4.0 videos/min)" in html and "1 video(s) ran out of GPU memory" in html  # captioned videos only
     assert "Interrupted" not in html and "Interrupted" in RunSummary(interrupted=True)._repr_html_()
     assert "failed earlier" not in RunSummary(captioned=1, skipped=3)._repr_html_()
 

@@ -169,9 +169,10 @@ def test_nothing_fits_says_how_much_memory_there_was(registry):
     result = recommend(registry=registry, vram_gb=2)
     free = 2e9 - 480 * 2**20  # --vram 2 less the driver's reserve: 1.39 GiB
     assert result.choice is None
-    assert result.reason == "nothing fits in 1.4 GiB at 8 frames: try fewer --frames"
+    assert result.reason == ("even the smallest combination needs more than 1.4 GiB: plan for a larger GPU "
+                             "with --gpu or --vram")
     assert result.gpu.free_bytes == int(free)
-    assert recommend(registry=registry, vram_gb=2, batch_size=2).reason.endswith(" or a smaller --batch-size")
+    assert recommend(registry=registry, vram_gb=2, batch_size=2).reason.endswith(" (or a smaller --batch-size)")
 
 
 def test_a_given_combination_that_does_not_fit_says_what_it_needs(registry):
@@ -268,7 +269,8 @@ def test_a_sized_or_missing_gpu_is_described_exactly(registry, fake_gpu):
     import os
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert cpu.gpu == GpuTarget("CPU", ram, ram, None, False, "cpu")
-    assert cpu.reason == "no GPU: the smallest combination, to run on the CPU (slowly); plan for a GPU with --gpu NAME"
+    assert cpu.reason == ("no GPU: the smallest combination that needs no access approval, to run on the CPU (slowly); "
+                          "plan for a GPU with --gpu NAME")
     vlms = [c for c in cpu.candidates if c.vlm]
     assert cpu.vlm_choice == min(vlms, key=lambda c: c.estimate.total_bytes)
 
@@ -284,7 +286,7 @@ def test_memory_already_in_use_is_warned_about_past_twice_the_driver_s_share(reg
     expected = f"GPU 0 has {used_mib * MIB / 2**30:.1f} GiB in use already; planning with the " \
                f"{(H100.total_bytes - used_mib * MIB) / 2**30:.1f} GiB free"
     assert list(result.warnings) == ([expected] if warned else [])
-    with pytest.raises(UsageError, match="--device 1: this machine has 1 GPU"):
+    with pytest.raises(UsageError, match="this machine has 1 GPU"):
         recommend(registry=registry, device=1)
 
 

@@ -791,6 +791,9 @@ def build_qwen3_vl(dest: Path) -> dict[str, Any]:
     _seeded()
     model = Qwen3VLForConditionalGeneration(config).eval()
     model.generation_config = _greedy_generation_config(tokenizer, [QWEN_IM_END, QWEN_ENDOFTEXT])
+    # These random weights emit nothing but newlines, a caption that strips to nothing (recorded as an
+    # "empty caption" error): suppressing the newline token makes them emit text, as a trained model does.
+    model.generation_config.suppress_tokens = tokenizer.encode("\n")
     model.save_pretrained(dest)
     processor = Qwen3VLProcessor(
         image_processor=Qwen2VLImageProcessor(**_qwen_vision_processor_kwargs()),

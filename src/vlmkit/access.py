@@ -3,7 +3,10 @@
 `model_info` is not an access test: the Hub answers it for gated repos to everyone, including users
 whose request is pending or rejected. The gate is enforced on file downloads and on
 `/api/models/{id}/auth-check`, so that is what `check_access` asks, for all models concurrently,
-each check with its own deadline.
+each check with its own deadline. Before that, one DNS look-up and one TCP connection tell whether
+the Hub can be reached at all: without a network every model gets that one reason at once, instead
+of a look-up per model racing the resolver. The checks then share huggingface_hub's one HTTP client,
+a few at a time (MAX_CONCURRENT_REQUESTS), so its small pool of connections serves them all.
 
 huggingface_hub is imported inside the functions that use it, so importing vlmkit stays fast.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,12 +24,15 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from vlmkit.errors import VlmkitError
 
 logger = logging.getLogger(__name__)
 
 HUB_URL = "https://huggingface.co"
+MAX_CONCURRENT_REQUESTS = 16  # requests in flight at once, on one shared client: a bounded pool, not a socket per model
+PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy")
 TOKENS_URL = f"{HUB_URL}/settings/tokens"
 FINE_GRAINED_FIX = (
     "This fine-grained token cannot read gated repos: enable 'Read access to contents of all public"
@@ -139,7 +146,8 @@ def _token_source() -> str:
 
 
 def inspect_token(
-    token: str | None, source: str | None, *, endpoint: str | None = None, timeout: float = 10.0
+    token: str | None, source: str | None, *, endpoint: str | None = None, timeout: float = 10.0,
+    unreachable: str | None = None,
 ) -> TokenReport:
     """Who the token belongs to and what it may read: one call to the (rate-limited) whoami route."""
     if not token:
@@ -155,8 +163,6 @@ def inspect_token(
         )
     from huggingface_hub import HfApi
 
-    api = HfApi(endpoint=endpoint)
-    [outcome] = _map_with_deadline(lambda _: api.whoami(token=token), [None], timeout=timeout, max_workers=1)
     report = TokenReport(
         present=True,
         source=source,
@@ -167,6 +173,10 @@ def inspect_token(
         can_read_gated=None,
         detail="",
     )
+    if unreachable:  # `hub_unreachable` said why: no request would get through
+        return replace(report, detail=f"Could not check the token: {unreachable}")
+    api = HfApi(endpoint=endpoint)
+    [outcome] = _map_with_deadline(lambda _: api.whoami(token=token), [None], timeout=timeout, max_workers=1)
     where = SOURCE_NAMES.get(source or "", "the token")
     if not outcome.finished:
         detail = f"Could not check the token: no answer from {api.endpoint} within {timeout:g} s."
@@ -221,21 +231,32 @@ def check_access(
     token: str | bool | None = None,
     endpoint: str | None = None,
     timeout: float = 10.0,
-    max_workers: int = 16,
+    max_workers: int = MAX_CONCURRENT_REQUESTS,
+    preflight: bool = True,
+    unreachable: str | None = None,
 ) -> list[ModelAccess]:
     """Ask the Hub whether `token` may download each target; results come back in input order.
 
     token: a token; None looks one up as huggingface_hub does (`find_token`); False checks anonymously.
     timeout: seconds each model's check may take from its start. A check that takes longer is
     reported offline and abandoned, so a stalled Hub cannot hold this function up.
+    preflight: first ask `hub_unreachable` (one look-up, one connection); `unreachable` is its answer
+    when the caller asked already. Either way an unreachable Hub makes every remote target offline
+    with that one reason, and no request is sent.
     """
     from huggingface_hub import HfApi
 
     resolved = find_token()[0] if token is None or token is True else (token or None)
     api = HfApi(endpoint=endpoint)
     remote = [i for i, target in enumerate(targets) if not _is_local_dir(target.repo)]
+    if remote and preflight and unreachable is None:
+        unreachable = hub_unreachable(api.endpoint, timeout)
+    if unreachable:
+        verdict = Verdict(AccessStatus.OFFLINE, unreachable)
+        return [_result(target, verdict if i in remote else None) for i, target in enumerate(targets)]
     outcomes = _map_with_deadline(
-        lambda i: _ask_hub(api, targets[i], resolved), remote, timeout=timeout, max_workers=max_workers
+        lambda i: _ask_hub(api, targets[i], resolved), remote, timeout=timeout,
+        max_workers=min(max_workers, MAX_CONCURRENT_REQUESTS),
     )
     verdicts: dict[int, Verdict] = {}
     no_answer = Verdict(AccessStatus.OFFLINE, f"No answer from {api.endpoint} within {timeout:g} s.")
@@ -248,6 +269,37 @@ def check_access(
             verdicts[i] = outcome.value
         logger.debug("access to %s: %s", targets[i].repo, verdicts[i].status.value)
     return [_result(target, verdicts.get(i)) for i, target in enumerate(targets)]
+
+
+def hub_unreachable(endpoint: str | None = None, timeout: float = 10.0) -> str | None:
+    """Why the Hub cannot be reached, in one sentence; None when a TCP connection to it opens.
+
+    One DNS look-up and one connection (trying each address the name resolves to), within `timeout`.
+    Skipped (None) in offline mode, where the client refuses before any I/O with its own reason, and
+    behind a proxy (HTTPS_PROXY and friends), where only the proxy is reached directly.
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or any(os.environ.get(v) or os.environ.get(v.upper()) for v in PROXY_VARIABLES):
+        return None
+    endpoint = endpoint or constants.ENDPOINT
+    url = urlsplit(endpoint)
+    if not url.hostname:
+        return None
+    port = url.port or (443 if url.scheme == "https" else 80)
+
+    def connect(_: object) -> None:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+
+    [outcome] = _map_with_deadline(connect, [None], timeout=timeout, max_workers=1)
+    if not outcome.finished:
+        return f"No answer from {endpoint} within {timeout:g} s."
+    if isinstance(outcome.error, socket.gaierror):
+        return f"Cannot reach {endpoint}: cannot resolve {url.hostname} ({outcome.error.strerror})."
+    if outcome.error is not None:
+        reason = getattr(outcome.error, "strerror", None) or type(outcome.error).__name__
+        return f"Cannot reach {endpoint} ({reason})."
+    return None
 
 
 def _ask_hub(api: Any, target: AccessTarget, token: str | None) -> Verdict:

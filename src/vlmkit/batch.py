@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from vlmkit.backends.base import CaptionBackend, Generated, GenerationSettings, Prepared
+from vlmkit.backends.watch import GenerationWatch
 from vlmkit.errors import VlmkitError
 from vlmkit.prompts import SUMMARY_PROMPT
 from vlmkit.records import CaptionRecord, RunSummary, Status
@@ -40,6 +41,7 @@ class BatchOptions:
     # Run the processors on a thread of their own while the model generates. None: only on CUDA,
     # where the two use different hardware; on a CPU they compete for the same cores.
     overlap_prepare: bool | None = None
+    on_tokens: Callable[[int], None] | None = None  # tokens generated so far by the call in progress
     # Batch videos of equal visual token counts together (less padding); records may come in another order.
     group_by_tokens: bool = True
 
@@ -65,6 +67,7 @@ class _Job:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0  # decode + generation time spent on this video
+    fewer_frames: bool = False  # the video had fewer distinct frames than asked for
 
 
 def run_batch(backend: CaptionBackend, videos: list[str], prompt: str, sampling: SamplingOptions,
@@ -83,6 +86,8 @@ def run_batch(backend: CaptionBackend, videos: list[str], prompt: str, sampling:
     summary = RunSummary(skipped=skipped)
     started = time.perf_counter()
     stop = stop or threading.Event()
+    watch = GenerationWatch(stop, options.on_tokens)  # a Ctrl-C during a long batch ends it at the next token
+    settings = replace(settings, watch=watch)
     # decoded frames held ahead: a second batch's worth (the grouping's choice), at most LOOKAHEAD_EXTRA more
     ahead = options.batch_size + max(options.workers, min(options.batch_size, LOOKAHEAD_EXTRA))
     limit = _BatchLimit(options.batch_size, on_notice)
@@ -116,10 +121,15 @@ def run_batch(backend: CaptionBackend, videos: list[str], prompt: str, sampling:
                 _generate(backend, batch, settings, summary, limit)
                 memory.sample()
                 for job in batch.jobs:
-                    record = _finish(backend, job, prompt, settings, options)
+                    record = None if watch.cut else _finish(backend, job, prompt, settings, options)
+                    if watch.cut:  # cut short by Ctrl-C: incomplete, so not recorded; a resume redoes it
+                        break
                     summary.captioned += record.ok
                     summary.failed += not record.ok
+                    summary.fewer_frames += job.fewer_frames and record.ok
                     on_record(record)
+                if watch.cut:
+                    break
         finally:  # stopped, finished or failed: drop the work started ahead
             upcoming.cancel()
             preparer.submit(lambda: [future.cancel() for future in decoding])
@@ -262,6 +272,7 @@ def _decode_job(video: str, sampling: SamplingOptions, segments: float | None, d
                                            max_frames=sampling.max_frames, start=lo, end=hi,
                                            timeout=sampling.timeout))
         job.notes.extend(clip.note for clip in job.clips if clip.note)  # "asked 16 frames, the video has 9"
+        job.fewer_frames = any(clip.note for clip in job.clips)  # counted in the summary
     except VlmkitError as exc:
         job.error, job.clips = exc.message, []
     except Exception as exc:  # noqa: BLE001 - one bad file never ends the run
@@ -357,6 +368,9 @@ def _finish(backend, job: _Job, prompt: str, settings: GenerationSettings, optio
     captions = [clean(job.outputs[i].text) for i in range(len(job.clips))]
     new_tokens = sum(job.outputs[i].new_tokens for i in range(len(job.clips)))
     stamps = [round(t, 3) for clip in job.clips for t in clip.timestamps]
+    if not any(c.strip() for c in captions):  # as if it had not run: an error that --retry-errors retries
+        return CaptionRecord(video=video, status=Status.ERROR, error="empty caption", models=backend.keys,
+                             prompt=prompt, elapsed_seconds=round(job.seconds, 3), notes=job.notes)
     if not options.segments:
         return CaptionRecord(video=video, caption=captions[0], models=backend.keys, timestamps=stamps, prompt=prompt,
                              new_tokens=new_tokens, elapsed_seconds=round(job.seconds, 3), notes=job.notes)

@@ -65,6 +65,7 @@ class CaptionRun:
         self.videos, self.prompt = [str(v) for v in videos], prompt
         self.journal = Journal.open(output, retry_errors=retry_errors) if output else None
         self.subtitles = subtitles  # "srt" or "vtt": one file per video with segments
+        self.subtitle_files: dict[str, Path] = {}  # video -> the subtitle file written for it in this run
         self._subtitle_names = SubtitleNames(Path(subtitle_dir) if subtitle_dir else
                                              Path(output).parent if output else Path.cwd())
         recorded = (self.journal.done | self.journal.failed) if self.journal else set()
@@ -100,8 +101,8 @@ class CaptionRun:
             if self.journal:
                 self.journal.write(result)
             if self.subtitles and result.segments:
-                write_subtitles(result.segments, self.subtitles,
-                                self._subtitle_names.path_for(result.video, self.subtitles))
+                self.subtitle_files[result.video] = write_subtitles(
+                    result.segments, self.subtitles, self._subtitle_names.path_for(result.video, self.subtitles))
             if on_record:
                 on_record(result)
 
@@ -124,12 +125,14 @@ def run(videos: Iterable[str | Path], model=None, *, output: str | Path | None =
         prompt: str = DEFAULT_PROMPT, sampling: SamplingOptions = SamplingOptions(),
         settings: GenerationSettings | None = None, options: BatchOptions | None = None,
         subtitles: str | None = None, subtitle_dir: str | Path | None = None, models: dict[str, str] | None = None,
-        on_record: Callable[[CaptionRecord], None] | None = None, stop: threading.Event | None = None) -> RunSummary:
+        on_record: Callable[[CaptionRecord], None] | None = None, stop: threading.Event | None = None,
+        engine: Engine | None = None) -> RunSummary:
     """Caption `videos` resumably: with `output`, videos recorded there before are skipped.
 
     `model` is a `vlmkit.load(...)` result, or a function returning one, called only when some
     video is left to caption. `models` (registry keys), when known, refuses a mismatched output
-    before anything loads.
+    before anything loads. An `engine` (e.g. `engines.ray_engine.RayEngine`) captions instead of
+    `model`, whose records carry `models`.
     """
     from vlmkit.batch import BatchOptions, local_engine
 
@@ -138,6 +141,10 @@ def run(videos: Iterable[str | Path], model=None, *, output: str | Path | None =
                     subtitles=subtitles, subtitle_dir=subtitle_dir) as job:
         if not job.todo:
             return job.summary()
+        if engine is not None:
+            if not models:
+                raise UsageError("A caption engine needs the models named", "Give vlm= (or encoder= and llm=).")
+            return job.caption(engine, models=models, on_record=on_record, stop=stop)
         loaded = model if hasattr(model, "backend") else model()
         engine = local_engine(loaded.backend, prompt, sampling, settings or GenerationSettings(),
                               options or BatchOptions())
@@ -152,7 +159,7 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
             device: str | None = None, offline: bool = False, registry=None, model=None, batch_size: int | str = "auto",
             workers: int = 2, static_cache: bool = False, segments: float | None = None, summary: bool = False,
             strip_prefix: bool = False, output: str | Path | None = None,
-            retry_errors: bool = False) -> Captions:
+            retry_errors: bool = False, engine: str = "local", ray_options=None) -> Captions:
     """Caption one video or many; a video that fails becomes a record with status 'error'.
 
     `model` reuses a `vlmkit.load(...)` result instead of loading again (handy in notebooks).
@@ -160,6 +167,8 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
     captions only the videos not recorded yet (and, with `retry_errors`, those that failed);
     the list returned holds this call's records, in the order of `videos`. `batch_size="auto"`:
     the largest batch whose estimated peak fits the GPU (vlmkit.batch_size).
+    `engine="ray"` captions on a pool of Ray workers (`ray_options`: an `engines.ray_engine.RayOptions`),
+    each loading the named model itself; `workers` stays the decode threads inside each.
     """
     from vlmkit.batch import BatchOptions
     from vlmkit.batch_size import plan_caption
@@ -171,20 +180,23 @@ def caption(videos: str | Path | Iterable[str | Path], *, vlm: str | None = None
     plan = plan_caption(batch_size, videos=[str(p) for p in paths], frames=frames, max_frames=max_frames,
                         max_new_tokens=max_new_tokens, registry=registry, vlm=vlm, encoder=encoder, llm=llm,
                         dtype=dtype, device=device, model=model)
-    if plan.keys and plan.keys.get("vlm"):
+    if plan.keys and plan.keys.get("vlm") and engine != "ray":
         vlm = plan.keys["vlm"]  # the default model, as planned for
-
-    def load_model():
-        return load_for_captioning(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype,
-                                   device=device, offline=offline, registry=registry)
-
-    run(paths, model or load_model, output=output, retry_errors=retry_errors, prompt=prompt,
-        sampling=SamplingOptions(frames, fps, min_frames, max_frames, start, end),
-        settings=GenerationSettings(max_new_tokens, temperature, seed, static_cache),
-        options=BatchOptions(batch_size=plan.choice.size, workers=workers, segments=segments, summary=summary,
-                             strip_prefix=strip_prefix),
-        models=named_models(registry, vlm=vlm, encoder=encoder, llm=llm) if output and not model else None,
-        on_record=records.append)
+    load_kwargs = dict(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype, device=device,
+                       offline=offline, registry=registry)
+    sampling = SamplingOptions(frames, fps, min_frames, max_frames, start, end)
+    settings = GenerationSettings(max_new_tokens, temperature, seed, static_cache)
+    options = BatchOptions(batch_size=plan.choice.size, workers=workers, segments=segments, summary=summary,
+                           strip_prefix=strip_prefix)
+    named = named_models(registry, vlm=vlm, encoder=encoder, llm=llm) if not model else None
+    pool = None
+    if engine == "ray":
+        pool = ray_engine(named, prompt, sampling, settings, options, ray_options, **load_kwargs)
+    elif engine != "local":
+        raise UsageError(f"engine={engine!r}: use 'local' or 'ray'", "The local engine captions in this process.")
+    run(paths, model or (lambda: load_for_captioning(**load_kwargs)), output=output, retry_errors=retry_errors,
+        prompt=prompt, sampling=sampling, settings=settings, options=options,
+        models=named if output or pool else None, on_record=records.append, engine=pool)
     return in_input_order(records, paths)
 
 
@@ -194,6 +206,25 @@ def in_input_order(records: list[CaptionRecord], videos: Iterable[str | Path]) -
     for index, video in enumerate(videos):
         order.setdefault(os.path.abspath(video), index)
     return Captions(sorted(records, key=lambda record: order.get(record.video, len(order))))
+
+
+def ray_engine(models: dict[str, str] | None, prompt: str, sampling: SamplingOptions, settings: GenerationSettings,
+               options: BatchOptions, ray_options=None, **load_kwargs) -> Engine:
+    """The Ray engine for named models (each worker loads them: a default picked per machine could differ)."""
+    from vlmkit.engines import load_ray_engine
+
+    check_models_named_for_ray(models)
+    if load_kwargs.get("encoder") and not load_kwargs.get("projector"):
+        load_for_captioning(**load_kwargs)  # refuses it with the usual message, before Ray starts
+    ray = load_ray_engine()
+    return ray.RayEngine(ray.ray_loader(**load_kwargs), models, prompt, sampling, settings, options,
+                         ray_options or ray.RayOptions())
+
+
+def check_models_named_for_ray(models: dict[str, str] | None) -> None:
+    if not models:
+        raise UsageError("--engine ray needs the model named: --vlm KEY (or --encoder KEY --llm KEY --projector FILE)",
+                         "Each Ray worker loads it on its own machine; `vlmkit recommend` suggests one.")
 
 
 def named_models(registry, *, vlm: str | None = None, encoder: str | None = None,
@@ -218,7 +249,9 @@ def check_output_name(output: Path) -> None:
 def load_for_captioning(*, vlm=None, encoder=None, llm=None, projector=None, **kwargs):
     """Refuses a composed pipeline without a trained projector before any download starts."""
     from vlmkit.loading import load
+    from vlmkit.model_choice import check_model_options
 
+    check_model_options(vlm=vlm, encoder=encoder, llm=llm, projector=projector)
     require_projector(encoder, llm, projector, kwargs.get("registry"))
     return load(vlm=vlm, encoder=encoder, llm=llm, projector=projector, default="vlm", **kwargs)
 

@@ -6,12 +6,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import vlmkit.gpu
-from vlmkit.access import AccessStatus, AccessTarget, ModelAccess, TokenReport, check_access, find_token, inspect_token
+from vlmkit.access import (
+    AccessStatus,
+    AccessTarget,
+    ModelAccess,
+    TokenReport,
+    check_access,
+    find_token,
+    hub_unreachable,
+    inspect_token,
+)
 from vlmkit.environment import PackageVersions, package_versions
 from vlmkit.gpu import GpuProbe
 from vlmkit.registry import Registry, load_registry
-
-MAX_PARALLEL_CHECKS = 64
 
 
 @dataclass(frozen=True)
@@ -38,11 +45,13 @@ def check(*, registry: Registry | None = None, models: list[str] | None = None, 
     entries = [registry.model(name) for name in models] if models else registry.all_models()
     targets = [AccessTarget(e.key, e.repo, e.kind, e.gated, e.revision) for e in dict.fromkeys(entries)]
     value, source = find_token(token)
-    with ThreadPoolExecutor(max_workers=3) as pool:  # whoami, versions and NVML beside the model checks
-        token_report = pool.submit(inspect_token, value, source, endpoint=endpoint, timeout=timeout)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # versions and NVML beside the network
         versions = pool.submit(package_versions)
         gpus = pool.submit(vlmkit.gpu.probe_gpus)
-        # one thread per model (up to MAX_PARALLEL_CHECKS): the checks wait on the network, not the CPU
-        results = check_access(targets, token=value, endpoint=endpoint, timeout=timeout,
-                               max_workers=min(MAX_PARALLEL_CHECKS, max(1, len(targets))))
+        # one look-up and one connection first: without a network, every model gets that one reason at once
+        unreachable = hub_unreachable(endpoint, timeout) if targets or value else None
+        token_report = pool.submit(inspect_token, value, source, endpoint=endpoint, timeout=timeout,
+                                   unreachable=unreachable)
+        results = check_access(targets, token=value, endpoint=endpoint, timeout=timeout, preflight=False,
+                               unreachable=unreachable)
         return CheckReport(token_report.result(), versions.result(), gpus.result(), tuple(results))

@@ -44,3 +44,7 @@ class ModelLoadError(VlmkitError):
 
 class OutOfMemoryError(VlmkitError):
     """The GPU ran out of memory."""
+
+
+class RunStoppedError(VlmkitError):
+    """A caption run stopped midway (e.g. a Ray worker kept dying); the records written stay, a rerun resumes."""

@@ -34,6 +34,25 @@ class GpuProbe:
     notes: tuple[str, ...] = field(default=())
 
 
+def parse_device(value: str | int | None) -> str | None:
+    """One meaning of --device in every command: cpu, cuda (GPU 0), cuda:N, or N for cuda:N."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text.isdigit():
+        return f"cuda:{int(text)}"
+    if text in ("cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    from vlmkit.errors import UsageError
+
+    raise UsageError(f"Unknown device '{value}'", "Use cpu, cuda, cuda:N, or N for GPU N.")
+
+
+def device_index(device: str) -> int:
+    """The GPU index of a parsed CUDA device: cuda -> 0, cuda:3 -> 3."""
+    return int(device.split(":")[1]) if ":" in device else 0
+
+
 def probe_gpus() -> GpuProbe:
     """Every visible GPU (MIG slices as their own devices), or the reason there is none."""
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -63,3 +64,18 @@ def _video_field(line: str, path: Path, number: int) -> str:
     if not isinstance(value, str) or not value:
         raise UsageError(f"{path}:{number}: no \"video\" field", "Each JSONL line needs \"video\": \"path\".")
     return value
+
+
+def split_unreadable(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The paths that can be opened, and (path, why) for those that cannot: checked before any model loads."""
+    readable, unreadable = [], []
+    for path in paths:
+        if not os.path.exists(path):
+            unreadable.append((path, "no such file"))
+        elif os.path.isdir(path):
+            unreadable.append((path, "a directory"))
+        elif not os.access(path, os.R_OK):
+            unreadable.append((path, "permission denied"))
+        else:
+            readable.append(path)
+    return readable, unreadable

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlmkit.errors import UsageError, VlmkitError
-from vlmkit.records import COLUMNS, CaptionRecord, csv_cell
+from vlmkit.records import COLUMNS, CaptionRecord, csv_cell, json_text
 
 CSV_FIELDS = COLUMNS  # the record's fields, in order
 
@@ -51,7 +51,7 @@ class Journal:
         if self.kind == "csv":
             self._write_line(csv_line(data))
         else:
-            self._write_line(json.dumps(data, ensure_ascii=False) + "\n")
+            self._write_line(json_text(data) + "\n")
         (self.done if data["status"] == "ok" else self.failed).add(data["video"])
 
     def check_same_run(self, models: dict[str, str], prompt: str) -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from vlmkit.backends.base import CaptionBackend
 from vlmkit.errors import ModelLoadError, OutOfMemoryError, UsageError, VlmkitError
+from vlmkit.extras import require_run_extra
 from vlmkit.memory import estimate_composed, estimate_vlm
-from vlmkit.planner import recommend
+from vlmkit.model_choice import check_model_options, default_choice
 from vlmkit.registry import Registry, load_registry
 
 
@@ -27,6 +28,7 @@ class LoadReport:
     measured_bytes: int | None  # peak GPU memory used by this process; None on the CPU
     smoke_test: bool
     projector: str | None = None
+    untrained_projector: bool = False  # encoder + LLM joined by a random projector: no use for captions
 
 
 @dataclass
@@ -41,24 +43,19 @@ def load(*, vlm: str | None = None, encoder: str | None = None, llm: str | None 
          registry: Registry | None = None, frames: int | None = None, smoke_test: bool = True,
          default: str = "composed") -> LoadedModel:
     """Load a VLM, or encoder + (projector) + LLM; with no keys, what `recommend` picks for this machine."""
+    require_run_extra("Loading a model")
     import torch
 
     registry = registry or load_registry()
-    if bool(encoder) != bool(llm) or (vlm and encoder):
-        raise UsageError("Give --vlm KEY, or --encoder KEY with --llm KEY", "See `vlmkit models` for keys.")
-    if projector and not encoder:
-        raise UsageError("--projector goes with --encoder and --llm", "A VLM has its own projector built in.")
+    check_model_options(vlm=vlm, encoder=encoder, llm=llm, projector=projector)
     if projector:
         from vlmkit.projector import check_projector_file
 
         check_projector_file(projector, encoder=encoder, llm=llm)  # before minutes of downloading
     device = resolve_device(device)
     if not (vlm or encoder):
-        plan = recommend(registry=registry, frames=frames or 8, gpu=None)
-        choice = plan.vlm_choice if default == "vlm" else plan.choice
-        if choice is None:
-            raise ModelLoadError("No model fits this machine", "Name one with --vlm or --encoder/--llm.")
-        vlm, encoder, llm = choice.vlm, choice.encoder, choice.llm
+        keys = default_choice(registry, kind=default, frames=frames, device=device).keys
+        vlm, encoder, llm = keys.get("vlm"), keys.get("encoder"), keys.get("llm")
     torch_dtype = resolve_dtype(dtype, device)
     dtype_name = str(torch_dtype).removeprefix("torch.")
 
@@ -96,7 +93,7 @@ def load(*, vlm: str | None = None, encoder: str | None = None, llm: str | None 
         load_seconds=loaded - downloaded, parameters=backend.parameter_count(), estimate_bytes=estimate.total_bytes,
         frames=frames,
         measured_bytes=measure_gpu_bytes(device), smoke_test=smoke_test,
-        projector=str(projector) if projector else None,
+        projector=str(projector) if projector else None, untrained_projector=bool(encoder and not projector),
     )
     return LoadedModel(backend, report)
 
@@ -155,15 +152,20 @@ def _build_composed(entries, paths, projector_path, torch_dtype, device):
     return backend
 
 
-def resolve_device(device: str | None) -> str:
+def resolve_device(device: str | int | None) -> str:
+    """cpu, cuda, cuda:N, or N for cuda:N (the same meaning as `recommend --device`)."""
     import torch
 
+    from vlmkit.gpu import device_index, parse_device
+
+    device = parse_device(device)
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: no CUDA GPU is available to PyTorch", "Use --device cpu.")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise UsageError(f"Unknown device '{device}'", "Use cpu, cuda or cuda:N.")
+    if device.startswith("cuda") and device_index(device) >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: PyTorch sees {torch.cuda.device_count()} GPU(s)",
+                         f"Use --device cuda:0..cuda:{torch.cuda.device_count() - 1} (or cpu).")
     return device
 
 

@@ -51,7 +51,7 @@ def recommendation_html(plan: Recommendation) -> str:
         if c is not None:
             lines.append((title, f"<b>{_e(c.label)}</b>: {_fits(c)}, {gib(c.estimate.total_bytes)}; "
                                  f"largest frame count <b>{c.max_frames}</b>"))
-    lines.append(("Why", _e(plan.reason)))
+    lines.append(("Why", ("nothing fits: " if plan.choice is None else "") + _e(plan.reason)))  # as the CLI says
     lines += [("Warning", _e(w)) for w in plan.warnings]
     rows = [[_e(c.label) + (" (tier)" if c.tier else ""), gib(c.estimate.total_bytes), _fits(c), str(c.max_frames)]
             for c in plan.candidates[:CANDIDATE_ROWS]]

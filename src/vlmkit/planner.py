@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
 import vlmkit.gpu
 from vlmkit.errors import UsageError
 from vlmkit.memory import DTYPE_BYTES, MemoryEstimate, estimate_composed, estimate_vlm
+from vlmkit.model_choice import check_model_options
 from vlmkit.registry import LLM, VLM, Encoder, Registry, load_registry
 from vlmkit.visual_tokens import DEFAULT_RESOLUTION
 
 DRIVER_RESERVED_BYTES = 480 * 2**20  # what an idle H100 shows as used (NVML) before any process
 MAX_FRAMES_SEARCHED = 2048
+USUAL_NEW_TOKENS = 128  # the default --max-new-tokens
 MAX_BATCH_SEARCHED = 1024
 ENCODER_SHARE = 0.10  # when choosing freely, the encoder stays within 10% of the LLM's parameters
 
@@ -68,14 +71,17 @@ class Recommendation:
 
 def recommend(*, registry: Registry | None = None, gpu: str | None = None, vram_gb: float | None = None,
               frames: int = 8, max_new_tokens: int = 128, encoder: str | None = None, llm: str | None = None,
-              vlm: str | None = None, dtype: str | None = None, device: int = 0, batch_size: int = 1,
+              vlm: str | None = None, dtype: str | None = None, device: str | int | None = None, batch_size: int = 1,
               resolution: tuple[int, int] = DEFAULT_RESOLUTION) -> Recommendation:
-    """Plan for this machine's GPU (NVML), a named GPU, or a memory size."""
+    """Plan for this machine's GPU (NVML), a named GPU, or a memory size.
+
+    device: as everywhere in vlmkit: "cpu", "cuda" (GPU 0), "cuda:N", or N for GPU N.
+    """
     registry = registry or load_registry()
     _check_options(gpu, vram_gb, frames, max_new_tokens, encoder, llm, vlm, dtype)
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {batch_size}", "Plan for one video: --batch-size 1.")
-    target, warnings = _target(registry, gpu, vram_gb, device)
+    target, warnings = _target(registry, gpu, vram_gb, vlmkit.gpu.parse_device(device))
     dtype, dtype_warning = _dtype(target, dtype)
     warnings += [dtype_warning] if dtype_warning else []
     plan = _Planner(registry, target, dtype, frames, max_new_tokens, batch_size, resolution)
@@ -95,7 +101,8 @@ def recommend(*, registry: Registry | None = None, gpu: str | None = None, vram_
         smallest = _smallest_ungated(registry)
         choice = plan.composed(*smallest) if smallest else None
         vlm_choice = min(vlms, key=lambda c: c.estimate.total_bytes, default=None)
-        reason = "no GPU: the smallest combination, to run on the CPU (slowly); plan for a GPU with --gpu NAME"
+        reason = ("no GPU: the smallest combination that needs no access approval, to run on the CPU (slowly); "
+                  "plan for a GPU with --gpu NAME")
     elif tier and tier.fits:
         choice, reason = tier, f"the design document's combination for {target.name}, and it fits"
         vlm_choice = _tier_vlm(registry, target, vlms)
@@ -107,8 +114,8 @@ def recommend(*, registry: Registry | None = None, gpu: str | None = None, vram_
         else:
             reason = "the largest combination that fits"
         if choice is None:
-            reason = f"nothing fits in {_gib(target.free_bytes)} at {frames} frames: try fewer --frames"
-            reason += " or a smaller --batch-size" if batch_size > 1 else ""
+            reason = _why_nothing_fits(registry, target, dtype, frames, max_new_tokens)
+            reason += " (or a smaller --batch-size)" if batch_size > 1 else ""
     return Recommendation(target, dtype, frames, max_new_tokens, choice, vlm_choice, tuple(candidates), reason,
                           tuple(warnings), **extra)
 
@@ -178,7 +185,7 @@ def largest_fitting(fits, limit: int) -> int:
     return low
 
 
-def _target(registry: Registry, gpu: str | None, vram_gb: float | None, device: int):
+def _target(registry: Registry, gpu: str | None, vram_gb: float | None, device: str | None):
     if gpu:
         spec = registry.gpu(gpu)
         free = spec.memory_bytes - DRIVER_RESERVED_BYTES
@@ -187,20 +194,40 @@ def _target(registry: Registry, gpu: str | None, vram_gb: float | None, device: 
         total = int(vram_gb * 1e9)
         target = GpuTarget(f"{vram_gb:g} GB GPU", total, total - DRIVER_RESERVED_BYTES, None, True, "--vram")
         return target, ["--vram assumes a GPU with native bfloat16; name the card with --gpu for fp16 cards"]
-    probe = vlmkit.gpu.probe_gpus()  # the seam tests replace
-    if not probe.devices:
+    probe = vlmkit.gpu.probe_gpus() if device != "cpu" else None  # the seam tests replace
+    if probe is None or not probe.devices:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
         target = GpuTarget("CPU", ram, ram, None, False, "cpu")
+        if probe is None:
+            return target, []
         return target, [f"No GPU: {probe.reason}. Plan for a GPU with --gpu NAME or --vram GB."]
-    if device >= len(probe.devices):
+    index = vlmkit.gpu.device_index(device or "cuda")
+    if index >= len(probe.devices):
         raise UsageError(f"--device {device}: this machine has {len(probe.devices)} GPU(s)",
-                         f"Use --device 0..{len(probe.devices) - 1}.")
-    d = probe.devices[device]
+                         f"Use --device cuda:0..cuda:{len(probe.devices) - 1} (or cpu).")
+    device = index
+    d = probe.devices[index]
     known = _registry_gpu_name(registry, d.name, d.total_bytes)
     target = GpuTarget(known or d.name, d.total_bytes, d.free_bytes, d.compute_capability, d.bf16, "nvml")
     warnings = [f"GPU {device} has {_gib(d.used_bytes)} in use already; planning with the {_gib(d.free_bytes)} free"] \
         if d.used_bytes > 2 * DRIVER_RESERVED_BYTES else []
     return target, [*probe.notes, *warnings]  # e.g. MIG mode: each slice is planned on its own
+
+
+def _why_nothing_fits(registry: Registry, target: GpuTarget, dtype: str, frames: int, max_new_tokens: int) -> str:
+    """Name the option to lower: would the usual 128 new tokens fit? Would one frame?"""
+    def fits_any(frames: int, tokens: int) -> bool:
+        return any(c.fits for c in _Planner(registry, target, dtype, frames, tokens).all_candidates() if not c.vlm)
+
+    free = _gib(target.free_bytes)
+    if max_new_tokens > USUAL_NEW_TOKENS and fits_any(frames, USUAL_NEW_TOKENS):
+        return (f"--max-new-tokens {max_new_tokens:,} is too large: no combination has room for that many new "
+                f"tokens at {frames} frames (in its context and in {free}); ask for fewer")
+    if frames > 1 and fits_any(1, max_new_tokens):
+        return f"no combination fits {free} at {frames} frames: try fewer --frames"
+    if fits_any(1, 1):
+        return f"no combination fits {free} with these --frames and --max-new-tokens: lower both"
+    return f"even the smallest combination needs more than {free}: plan for a larger GPU with --gpu or --vram"
 
 
 def _smallest_ungated(registry: Registry) -> tuple[Encoder, LLM] | None:
@@ -253,14 +280,10 @@ def _why_not(candidate: Candidate, target: GpuTarget) -> str:
 def _check_options(gpu, vram_gb, frames, max_new_tokens, encoder, llm, vlm, dtype) -> None:
     if gpu and vram_gb is not None:
         raise UsageError("--gpu and --vram both given", "Pick one: a GPU name or a memory size.")
-    if vlm and (encoder or llm):
-        raise UsageError("--vlm cannot be combined with --encoder/--llm",
-                         "An end-to-end VLM has its own vision tower.")
-    if bool(encoder) != bool(llm):
-        raise UsageError("--encoder and --llm go together", "Give both, or --vlm KEY.")
+    check_model_options(vlm=vlm, encoder=encoder, llm=llm)
     if frames < 1 or max_new_tokens < 1:
         raise UsageError("--frames and --max-new-tokens must be at least 1", "Plan for at least one frame and token.")
-    if vram_gb is not None and vram_gb <= 0:
+    if vram_gb is not None and not (math.isfinite(vram_gb) and vram_gb > 0):
         raise UsageError(f"--vram must be a positive number of GB, not {vram_gb:g}", "For a 24 GB card: --vram 24.")
     if dtype and dtype not in DTYPE_BYTES:
         raise UsageError(f"Unknown dtype '{dtype}'", f"Use one of: {', '.join(DTYPE_BYTES)}.")

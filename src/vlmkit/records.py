@@ -7,6 +7,7 @@ its fields, in their order. Nothing here imports torch, the backends or the jour
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import Enum
 
@@ -37,6 +38,10 @@ class CaptionRecord:
     @property
     def ok(self) -> bool:
         return self.status is Status.OK
+
+    def to_json(self) -> str:
+        """One JSON line (without the newline): see `json_text`."""
+        return json_text(self.to_dict())
 
     def _repr_html_(self) -> str:  # Jupyter shows a one-row table instead of the dataclass repr
         from vlmkit.notebook_html import captions_html
@@ -83,6 +88,28 @@ REQUIRED_KEYS = {f.name for f in fields(CaptionRecord) if f.default is MISSING a
 _JSON_COLUMNS = {"models", "timestamps", "notes", "segments"}
 
 
+# A file name that is not valid UTF-8 reaches Python as a str with lone surrogates (os.fsdecode's
+# surrogateescape: the byte 0xff becomes '\udcff'). UTF-8 cannot store those, so records write
+# them as the JSON escape `\udcff`, which reads back as the same str: the path still matches the
+# file on resume, and `os.fsencode` gives the original bytes.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPED_SURROGATE = re.compile(r"\\u(d[89a-f][0-9a-f]{2})")
+
+
+def json_text(data) -> str:
+    """JSON that keeps readable text as it is, with lone surrogates as \\uXXXX escapes (valid UTF-8)."""
+    return _escape_surrogates(json.dumps(data, ensure_ascii=False))
+
+
+def _escape_surrogates(text: str) -> str:
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def readable(text: str) -> str:
+    """A str for people: the bytes of a name that is not UTF-8 shown as \\xff escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def csv_cell(name: str, value) -> str:
     """One line per record, so a partial line can be told apart after a crash."""
     if value is None:
@@ -90,8 +117,9 @@ def csv_cell(name: str, value) -> str:
     if isinstance(value, Enum):
         value = value.value
     if name in _JSON_COLUMNS:
-        return json.dumps(value, ensure_ascii=False, sort_keys=name == "models")
-    return " ".join(str(value).split())
+        return json_text(value) if name != "models" else _escape_surrogates(
+            json.dumps(value, ensure_ascii=False, sort_keys=True))
+    return _escape_surrogates(" ".join(str(value).split()))
 
 
 def _uncell(name: str, text: str):
@@ -101,6 +129,7 @@ def _uncell(name: str, text: str):
         return int(text or 0)
     if name == "elapsed_seconds":
         return float(text or 0)
+    text = _ESCAPED_SURROGATE.sub(lambda m: chr(int(m.group(1), 16)), text)
     return text or None if name in ("caption", "error", "summary") else text
 
 
@@ -113,15 +142,20 @@ class RunSummary:
     interrupted: bool = False
     retried_oom: int = 0
     failed_before: int = 0  # of the skipped, how many have an error record (--retry-errors retries them)
+    fewer_frames: int = 0  # videos that had fewer distinct frames than asked for (their records say so)
     batch_size: int = 1  # at the end of the run: lower than asked after a batch ran out of memory
     batch_choice: str | None = None  # how the batch size was chosen, e.g. "batch 48: 61.2 of 79.1 GiB (auto)"
     estimate_bytes: int | None = None  # the estimated peak at that batch size (None on a CPU)
     peak_allocated_bytes: int | None = None  # torch.cuda.max_memory_allocated; None on a CPU
     peak_nvml_used_bytes: int | None = None  # the most NVML showed used on the device after a batch; None on a CPU
+    workers: list[str] = field(default_factory=list)  # Ray engine: one line per worker (where, which GPU)
+    worker_restarts: int = 0  # Ray engine: worker processes that died and were started again
+    startup_seconds: float = 0.0  # Ray engine: starting Ray and loading the model on every worker
 
     @property
     def videos_per_minute(self) -> float:
-        return 60 * (self.captioned + self.failed) / self.elapsed_seconds if self.elapsed_seconds else 0.0
+        """Throughput of captioning: failures (often instant) do not count."""
+        return 60 * self.captioned / self.elapsed_seconds if self.elapsed_seconds else 0.0
 
     def _repr_html_(self) -> str:
         from vlmkit.notebook_html import run_summary_html

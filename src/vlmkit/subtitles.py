@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
+import os
 from pathlib import Path
 
 
@@ -33,17 +37,48 @@ def write_subtitles(segments: list[dict], kind: str, path: Path) -> Path:
     return path
 
 
+OWNERS_FILE = ".vlmkit-subtitles.json"
+
+
 class SubtitleNames:
-    """`<dir>/<video name>.srt`, unless two videos of this run share a name: then the second gets a suffix."""
+    """Where each video's subtitle file goes: `<dir>/<video name>.srt`, never over a file vlmkit did not
+    write for this same video.
+
+    `<dir>/.vlmkit-subtitles.json` records, across runs, which video each subtitle file vlmkit wrote
+    belongs to. A name that is taken (by a file vlmkit did not write, or by another video's) goes to
+    `<video name>-<hash of the video's path>.srt`, then `-2`, `-3`... A rerun for the same video
+    finds its own file again and replaces it.
+    """
 
     def __init__(self, directory: Path) -> None:
-        self.directory, self.owners = directory, {}
+        self.directory = Path(directory)
+        self.owners_path = self.directory / OWNERS_FILE
+        self.owners: dict[str, str] = self._read_owners()
 
     def path_for(self, video: str, kind: str) -> Path:
-        import hashlib
+        stem = Path(video).stem
+        digest = hashlib.sha1(os.fsencode(video)).hexdigest()[:8]
+        names = itertools.chain([f"{stem}.{kind}", f"{stem}-{digest}.{kind}"],
+                                (f"{stem}-{digest}-{n}.{kind}" for n in itertools.count(2)))
+        for name in names:
+            owner = self.owners.get(name)
+            if owner == video:
+                return self.directory / name
+            if owner is None and not os.path.lexists(self.directory / name):
+                self.owners[name] = video  # claimed before the file is written: a crash leaves it ours
+                self._write_owners()
+                return self.directory / name
+        raise AssertionError("unreachable: the names never run out")
 
-        name = f"{Path(video).stem}.{kind}"
-        if self.owners.setdefault(name, video) != video:
-            name = f"{Path(video).stem}-{hashlib.sha1(video.encode()).hexdigest()[:8]}.{kind}"
-            self.owners[name] = video
-        return self.directory / name
+    def _read_owners(self) -> dict[str, str]:
+        try:
+            owners = json.loads(self.owners_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {k: v for k, v in owners.items() if isinstance(v, str)} if isinstance(owners, dict) else {}
+
+    def _write_owners(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.owners_path.with_name(self.owners_path.name + ".tmp")
+        temporary.write_text(json.dumps(self.owners, indent=1, sort_keys=True), encoding="utf-8")  # ASCII escapes
+        temporary.replace(self.owners_path)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
 
+    from vlmkit.backends.watch import GenerationWatch
     from vlmkit.frames import VideoFrames
 
 
@@ -21,6 +22,7 @@ class GenerationSettings:
     # which pays off over a long run once the first batch has paid for compiling.
     static_cache: bool = False
     min_new_tokens: int | None = None  # benchmarks force a fixed length with it
+    watch: GenerationWatch | None = field(default=None, compare=False)  # progress and Ctrl-C inside a call
 
     @property
     def sampling(self) -> bool:
@@ -32,6 +34,8 @@ class GenerationSettings:
             kwargs["cache_implementation"] = "static"
         if self.min_new_tokens:
             kwargs["min_new_tokens"] = self.min_new_tokens
+        if self.watch is not None:
+            kwargs["stopping_criteria"] = self.watch.stopping_criteria()
         if self.sampling:
             kwargs["temperature"] = self.temperature
         else:  # a model's generation_config may carry sampling defaults; greedy means greedy
@@ -123,6 +127,8 @@ def generate_and_decode(model, tokenizer, inputs, settings: GenerationSettings) 
     which is cut off; with `inputs_embeds` only, the output holds the new tokens alone.
     """
     seed_everything(settings.seed)
+    if settings.watch is not None:
+        settings.watch.begin()
     output = model.generate(**inputs, **settings.generate_kwargs(tokenizer.pad_token_id))
     prompt_length = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
     return [decode_new_tokens(row, tokenizer, model.generation_config) for row in output[:, prompt_length:]]

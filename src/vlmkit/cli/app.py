@@ -41,7 +41,8 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     registry: Annotated[Optional[Path], typer.Option(
-        "--registry", envvar="VLMKIT_REGISTRY", help="models.toml to use instead of the shipped one.")] = None,
+        "--registry", envvar="VLMKIT_REGISTRY", help="models.toml to use instead of the shipped one "
+        "(also accepted after the command).")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
@@ -69,13 +70,37 @@ app.command("train")(_interruptible(train.train))  # its first Ctrl-C saves at t
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; a VlmkitError becomes `Error:` / `Hint:` on stderr and its exit code."""
+    """Run the CLI; every error becomes `Error:` / `Hint:` on stderr and its exit code.
+
+    Typer runs outside its standalone mode so that the option parser's own errors (an unknown
+    option, a value that is not a number) reach the same two lines instead of Click's usage block.
+    """
     try:
-        app(args=argv, prog_name="vlmkit")
+        code = app(args=argv, prog_name="vlmkit", standalone_mode=False)
     except VlmkitError as exc:
-        if os.environ.get(DEBUG_ENV):
-            traceback.print_exc()
-        stderr.print(f"[bold red]Error:[/bold red] {escape(exc.message)}", highlight=False)
-        if exc.hint:
-            stderr.print(f"[bold]Hint:[/bold] {escape(exc.hint)}", highlight=False)
+        _print_error(exc.message, exc.hint)
         sys.exit(exc.exit_code)
+    except typer.Abort:
+        _print_error("Aborted.", None)
+        sys.exit(1)
+    except typer.TyperException as exc:  # the option parser (Click) refused the command line
+        if type(exc).__name__ == "NoArgsIsHelpError":  # plain `vlmkit`: the help, as Typer shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        _print_error(exc.format_message(), _parser_hint(exc))
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _print_error(message: str, hint: str | None) -> None:
+    if os.environ.get(DEBUG_ENV):
+        traceback.print_exc()
+    stderr.print(f"[bold red]Error:[/bold red] {escape(message)}", highlight=False)
+    if hint:
+        stderr.print(f"[bold]Hint:[/bold] {escape(hint)}", highlight=False)
+
+
+def _parser_hint(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "vlmkit"
+    return f"Run `{command} --help` to see its options and what they take."

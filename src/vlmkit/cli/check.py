@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from vlmkit.cli.options import JsonOpt, TokenOpt
+from vlmkit.cli.options import JsonOpt, RegistryOpt, TokenOpt
 from vlmkit.cli.render import gib, print_json, stdout
 from vlmkit.cli.state import registry_from
 
@@ -21,16 +22,18 @@ def check(
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Check only this model key (repeatable).")] = None,
     token: TokenOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each model.")] = DEFAULT_TIMEOUT,
+    wide: Annotated[bool, typer.Option("--wide", help="Repo and detail columns in the table (lines longer than 80 columns).")] = False,
     as_json: JsonOpt = False,
+    registry: RegistryOpt = None,
 ) -> None:
     """Check that your Hugging Face token can download each model (gated approvals included)."""
     from vlmkit.checking import check as run_check
 
-    report = run_check(registry=registry_from(ctx), models=model, token=token, timeout=timeout)
+    report = run_check(registry=registry_from(ctx, registry), models=model, token=token, timeout=timeout)
     if as_json:
         print_json(to_document(report))
     else:
-        _print(report)
+        _print(report, wide=wide)
     if not report.all_ok:
         raise typer.Exit(1)
 
@@ -48,7 +51,7 @@ def to_document(report) -> dict:
     }
 
 
-def _print(report) -> None:
+def _print(report, *, wide: bool = False) -> None:
     t = report.token
     if t.present:
         who = f"user {t.user}" if t.user else ("invalid" if t.valid is False else "user unknown")
@@ -73,17 +76,49 @@ def _print(report) -> None:
     for note in gpus.notes:
         stdout.print(f"        {note}", highlight=False)
 
-    shared = {m.detail for m in report.models}
-    one_detail = len(report.models) > 1 and len(shared) == 1  # e.g. every model offline for the same reason
-    table = Table("model", "kind", "repo", "status", "cached", *([] if one_detail else ["detail"]),
-                  box=None, pad_edge=False)
-    for m in report.models:
-        style = STATUS_STYLE.get(m.status.value, "magenta")
-        cells = [m.key, m.kind, m.repo, f"[{style}]{m.status.value}[/{style}]", "yes" if m.cached else ""]
-        table.add_row(*cells, *([] if one_detail else [escape(m.detail)]))
     stdout.print()
-    stdout.print(table)
-    if one_detail:
-        stdout.print(f"\nAll models: {escape(shared.pop())}", highlight=False)
+    if wide:  # as wide as its contents, whatever the terminal: for a pager or a log
+        Console(soft_wrap=True, width=100_000).print(_wide_table(report.models))
+    else:
+        stdout.print(_table(report.models))
+        _print_details(report.models)
     ok = sum(m.status.value == "ok" for m in report.models)
     stdout.print(f"\n{ok} of {len(report.models)} models can be downloaded.", highlight=False)
+
+
+def _status(m) -> str:
+    style = STATUS_STYLE.get(m.status.value, "magenta")
+    return f"[{style}]{m.status.value}[/{style}]"
+
+
+def _table(models) -> Table:
+    """One short line per model, whatever the terminal's width: the details follow the table."""
+    table = Table("model", "kind", "status", "cached", box=None, pad_edge=False)
+    for m in models:
+        table.add_row(m.key, m.kind, _status(m), "yes" if m.cached else "")
+    for column in table.columns:
+        column.no_wrap = True
+    return table
+
+
+def _wide_table(models) -> Table:
+    table = Table("model", "kind", "repo", "status", "cached", "detail", box=None, pad_edge=False)
+    for m in models:
+        table.add_row(m.key, m.kind, m.repo, _status(m), "yes" if m.cached else "", escape(m.detail))
+    return table
+
+
+def _print_details(models) -> None:
+    """What is wrong and the fix, once per distinct reason: 'All models: ...' when every model shares one."""
+    details = {m.detail for m in models}
+    if len(models) > 1 and len(details) == 1:
+        stdout.print(f"\nAll models: {escape(details.pop())}", highlight=False)
+        return
+    by_detail: dict[str, list[str]] = {}
+    for m in models:
+        if m.status.value != "ok":
+            by_detail.setdefault(m.detail, []).append(m.key)
+    if by_detail:
+        stdout.print()
+    for detail, keys in by_detail.items():
+        stdout.print(f"{', '.join(keys)}: {escape(detail)}", highlight=False)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
-
 import typer
 
-from vlmkit.cli.options import DtypeOpt, EncoderOpt, JsonOpt, LlmOpt, OfflineOpt, ProjectorOpt, TokenOpt, VlmOpt
+from vlmkit.cli.options import (
+    DeviceOpt,
+    DtypeOpt,
+    EncoderOpt,
+    JsonOpt,
+    LlmOpt,
+    OfflineOpt,
+    ProjectorOpt,
+    RegistryOpt,
+    TokenOpt,
+    VlmOpt,
+)
 from vlmkit.cli.render import count, gib, print_json, stdout
 from vlmkit.cli.state import registry_from
-
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or cuda:N (default: cuda if available).")]
 
 
 def load(
@@ -24,12 +31,16 @@ def load(
     offline: OfflineOpt = False,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
+    registry: RegistryOpt = None,
 ) -> None:
     """Download (only what is needed) and load models, run one small forward pass, and measure them."""
+    from vlmkit.extras import require_run_extra
     from vlmkit.loading import load as load_models
 
+    require_run_extra("`vlmkit load`")
+
     report = load_models(vlm=vlm, encoder=encoder, llm=llm, projector=projector, dtype=dtype, device=device,
-                         offline=offline, token=token, registry=registry_from(ctx)).report
+                         offline=offline, token=token, registry=registry_from(ctx, registry)).report
     if as_json:
         print_json(report)
         return
@@ -45,3 +56,6 @@ def load(
         stdout.print(f"  GPU memory measured {gib(report.measured_bytes)}, estimated {gib(report.estimate_bytes)} "
                      f"at {report.frames} frames", highlight=False)
     stdout.print("  forward pass ok" if report.smoke_test else "  forward pass skipped", highlight=False)
+    if report.untrained_projector:
+        stdout.print("  projector untrained (random weights): the pass proves the encoder and LLM load and run "
+                     "together; captions need a trained one (--projector FILE)", highlight=False)

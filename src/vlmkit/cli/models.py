@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from vlmkit.cli.options import JsonOpt
+from vlmkit.cli.options import JsonOpt, RegistryOpt
 from vlmkit.cli.render import count, print_json, stdout
 from vlmkit.cli.state import registry_from
 
@@ -24,9 +24,10 @@ def models(
     ctx: typer.Context,
     kind: Annotated[Optional[Kind], typer.Option("--kind", help="Only this kind of model.")] = None,
     as_json: JsonOpt = False,
+    registry: RegistryOpt = None,
 ) -> None:
     """List the models in the registry: key, kind, repo, parameters, gated, license."""
-    entries = [m for m in registry_from(ctx).all_models() if kind is None or m.kind == kind.value]
+    entries = [m for m in registry_from(ctx, registry).all_models() if kind is None or m.kind == kind.value]
     if as_json:
         print_json([{"key": m.key, "kind": m.kind} | asdict(m) for m in entries])
         return

@@ -17,3 +17,5 @@ DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="float32, bfloa
 TokenOpt = Annotated[Optional[str], typer.Option("--token", help="Hugging Face token (default: HF_TOKEN, then the stored login, then the Colab secret).", show_default=False)]
 ProjectorOpt = Annotated[Optional[Path], typer.Option("--projector", help="Trained projector (.safetensors) for --encoder/--llm.")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", help="Use the local Hugging Face cache only.")]
+RegistryOpt = Annotated[Optional[Path], typer.Option("--registry", help="models.toml to use instead of the shipped one (as `vlmkit --registry FILE COMMAND`).", show_default=False)]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:N, or N for GPU N (default: GPU 0 when there is one).", show_default=False)]

@@ -7,7 +7,17 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from vlmkit.cli.options import DtypeOpt, EncoderOpt, FramesOpt, JsonOpt, LlmOpt, MaxNewTokensOpt, VlmOpt
+from vlmkit.cli.options import (
+    DeviceOpt,
+    DtypeOpt,
+    EncoderOpt,
+    FramesOpt,
+    JsonOpt,
+    LlmOpt,
+    MaxNewTokensOpt,
+    RegistryOpt,
+    VlmOpt,
+)
 from vlmkit.cli.render import gib, print_json, stdout, warn
 from vlmkit.cli.state import registry_from
 
@@ -24,20 +34,21 @@ def recommend(
     llm: LlmOpt = None,
     vlm: VlmOpt = None,
     dtype: DtypeOpt = None,
-    device: Annotated[int, typer.Option("--device", min=0, help="Which local GPU to plan for.")] = 0,
+    device: DeviceOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Videos per generate call to plan for.")] = 1,
     resolution: Annotated[str, typer.Option("--resolution", metavar="WxH", help="Video size to plan for (Qwen3-VL's visual tokens depend on it).")] = "1280x720",
     train: Annotated[bool, typer.Option("--train", help="Also estimate training a projector (`vlmkit train`) for each encoder + LLM.")] = False,
     train_batch_size: Annotated[int, typer.Option("--train-batch-size", min=1, help="With --train: `vlmkit train --batch-size`.")] = 8,
     pool: Annotated[int, typer.Option("--pool", min=1, help="With --train: `vlmkit train --pool`.")] = 1,
     as_json: JsonOpt = False,
+    registry: RegistryOpt = None,
 ) -> None:
     """Recommend an encoder + LLM (and an end-to-end VLM) that fit the GPU, with memory estimates."""
 
     from vlmkit.planner import recommend as plan
     from vlmkit.visual_tokens import parse_resolution
 
-    result = plan(registry=registry_from(ctx), gpu=gpu, vram_gb=vram, frames=frames, max_new_tokens=max_new_tokens,
+    result = plan(registry=registry_from(ctx, registry), gpu=gpu, vram_gb=vram, frames=frames, max_new_tokens=max_new_tokens,
                   encoder=encoder, llm=llm, vlm=vlm, dtype=dtype, device=device, batch_size=batch_size,
                   resolution=parse_resolution(resolution))
     training = _training_estimates(ctx, result, train_batch_size, pool) if train else None

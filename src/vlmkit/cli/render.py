@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict, is_dataclass
 from enum import Enum
@@ -13,7 +14,8 @@ from rich.console import Console
 from vlmkit.units import count, gib  # noqa: F401  (the commands import them from here)
 
 # Piped output keeps whole lines (a log or `less` wraps them) instead of an 80-column table.
-stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+# COLUMNS, when set, is the width either way (as Rich and `ls` read it).
+stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
 stderr = Console(stderr=True, soft_wrap=True)
 
 

@@ -25,6 +25,11 @@ class CliState:
         return self._registry
 
 
-def registry_from(ctx: typer.Context) -> Registry:
+def registry_from(ctx: typer.Context, path: Path | None = None) -> Registry:
+    """The registry for this command: its own --registry, else the one before the command (or the env)."""
     state = ctx.find_root().obj
-    return (state if isinstance(state, CliState) else CliState()).registry()
+    state = state if isinstance(state, CliState) else CliState()
+    if path is not None and path != state.registry_path:
+        state = CliState(path)
+        ctx.find_root().obj = state
+    return state.registry()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import signal
 import sys
 import threading
 import time
@@ -13,8 +12,8 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from vlmkit.cli.load import DeviceOpt
-from vlmkit.cli.options import DtypeOpt, OfflineOpt
+from vlmkit.cli.interrupts import FirstInterruptSets
+from vlmkit.cli.options import DeviceOpt, DtypeOpt, OfflineOpt, RegistryOpt
 from vlmkit.cli.render import stderr
 from vlmkit.cli.state import registry_from
 from vlmkit.prompts import DEFAULT_PROMPT
@@ -48,13 +47,17 @@ def train(
     dtype: DtypeOpt = None,
     device: DeviceOpt = None,
     offline: OfflineOpt = False,
+    registry: RegistryOpt = None,
 ) -> None:
     """Train a projector (frozen encoder and LLM) on captioned videos or images, e.g. a VLM's captions."""
+    from vlmkit.extras import require_run_extra
+
+    require_run_extra("`vlmkit train`")
     from vlmkit.training import train as run_training
 
     stop = threading.Event()
     progress = _Progress(quiet)
-    with _interrupt_sets(stop):
+    with FirstInterruptSets(stop, "Saving at the end of this step (Ctrl-C again to stop now; the last save stands)…"):
         try:
             summary = run_training(
                 encoder=encoder, llm=llm, data=[str(d) for d in data], output=str(output),
@@ -62,7 +65,7 @@ def train(
                 feature_layer=feature_layer, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                 grad_accum=grad_accum, lr=lr, warmup=warmup, val_fraction=val_fraction, eval_every=eval_every,
                 save_every=save_every, cache_dir=str(cache_dir) if cache_dir else None, seed=seed, dtype=dtype,
-                device=device, offline=offline, registry=registry_from(ctx), on_progress=progress, stop=stop)
+                device=device, offline=offline, registry=registry_from(ctx, registry), on_progress=progress, stop=stop)
         finally:
             progress.close()
     _print_summary(summary, quiet)
@@ -140,26 +143,3 @@ class _Progress:
 
 def _number(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
-
-
-class _interrupt_sets:
-    """The first Ctrl-C saves at the end of the step in flight and exits 130; a second one stops at once."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop, self.previous = stop, None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-    def _handle(self, signum, frame) -> None:
-        if self.stop.is_set():
-            raise KeyboardInterrupt
-        self.stop.set()
-        stderr.print("\nSaving at the end of this step (Ctrl-C again to stop now; the last save stands)…",
-                     highlight=False)
