@@ -10,22 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from cli_runner import run
 from gpus import H100
-from vlmkit.cli.app import main
 
 ROOT = Path(__file__).resolve().parents[1]
 LIGHT_COMMANDS = [["--help"], ["models", "--json"], ["recommend", "--gpu", "L4", "--json"], ["recommend"],
                   ["check", "--help"], ["models"], ["train", "--help"]]
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("args", LIGHT_COMMANDS)

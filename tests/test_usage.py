@@ -6,18 +6,8 @@ import json
 
 import pytest
 
+from cli_runner import run
 from gpus import H100, T4
-from vlmkit.cli.app import main
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_usage_error(code: int, err: str, message: str) -> None:
