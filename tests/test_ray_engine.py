@@ -52,25 +52,23 @@ def ray_address():
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def mixed_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("mixed")
-    for i in range(GOOD):
-        make_video(root / f"clip{i}.mp4", seconds=1, fps=10, size=(32, 32))
+def _clips_and_two_bad_files(root: Path, count: int, name: str) -> Path:
+    for i in range(count):
+        make_video(root / name.format(i), seconds=1, fps=10, size=(32, 32))
     make_corrupt(root / "bad_corrupt.mp4")
     make_not_video(root / "bad_text.mp4")
     return root
+
+
+@pytest.fixture(scope="module")
+def mixed_dir(tmp_path_factory) -> Path:
+    return _clips_and_two_bad_files(tmp_path_factory.mktemp("mixed"), GOOD, "clip{}.mp4")
 
 
 @pytest.fixture(scope="module")
 def many_dir(tmp_path_factory) -> Path:
     """Enough videos that a run is still going when its first records are written."""
-    root = tmp_path_factory.mktemp("many")
-    for i in range(MANY):
-        make_video(root / f"clip{i:02d}.mp4", seconds=1, fps=10, size=(32, 32))
-    make_corrupt(root / "bad_corrupt.mp4")
-    make_not_video(root / "bad_text.mp4")
-    return root
+    return _clips_and_two_bad_files(tmp_path_factory.mktemp("many"), MANY, "clip{:02d}.mp4")
 
 
 @pytest.fixture(scope="module")
