@@ -8,6 +8,7 @@ import json
 import pytest
 
 from gpus import H100, T4
+from vlmkit import batch_size
 from vlmkit.batch_size import CPU_BATCH_SIZE, MAX_AUTO_BATCH, SAFETY_FRACTION, choose_batch_size, estimate_peak
 from vlmkit.registry import load_registry
 
@@ -60,7 +61,10 @@ def test_when_not_even_one_video_fits_auto_says_so(fake_gpu, llava):
     assert choice.size == 1 and "even one video may not fit" in choice.warning
 
 
-def test_on_a_cpu_auto_is_the_benchmarked_size_within_the_ram(llava):
+def test_on_a_cpu_auto_is_the_benchmarked_size_within_the_ram(llava, monkeypatch):
+    ram = {"bytes": 24 * GIB}  # this machine's size; the test must not depend on what is free right now
+    monkeypatch.setattr(batch_size, "_available_ram", lambda: ram["bytes"])
+
     def on_cpu(models, **kw):
         return choose_batch_size("auto", models=models, frames=8, max_new_tokens=128, dtype="float32",
                                  device="cpu", videos=kw.pop("videos", 10_000), **kw)
@@ -71,7 +75,18 @@ def test_on_a_cpu_auto_is_the_benchmarked_size_within_the_ram(llava):
     assert on_cpu(small).message == f"batch {CPU_BATCH_SIZE} (auto on a CPU)"
     huge = (registry.encoder("siglip-base"), registry.llm("qwen3-235b-a22b"))  # ~900 GiB: no machine here holds it
     assert on_cpu(huge).size == 1
+    ram["bytes"] = 4 * GIB  # a small machine: fewer videos at once than the benchmarked size
+    assert 1 <= on_cpu(small).size < CPU_BATCH_SIZE
     assert choose(llava, device="cpu", asked=3).size == 3  # an explicit size is kept
+
+
+def test_available_ram_counts_the_page_cache_the_kernel_can_drop(tmp_path):
+    # After a long run the page cache holds most of the RAM: MemFree is small, MemAvailable is not.
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:         2000000 kB\n"
+                       "MemAvailable:   20000000 kB\nCached:         17000000 kB\n")
+    assert batch_size._available_ram(str(meminfo)) == 20_000_000 * 1024
+    assert batch_size._available_ram(str(tmp_path / "absent")) > 0  # not Linux: sysconf's free pages
 
 
 def test_qwen_batches_depend_on_the_videos_resolution(fake_gpu):

@@ -189,7 +189,16 @@ def largest_video_size(paths: Sequence[str], *, limit: int = PROBED_VIDEOS) -> t
     return max(sizes, key=lambda s: s[0] * s[1], default=None)
 
 
-def _available_ram() -> int | None:
+def _available_ram(meminfo: str = "/proc/meminfo") -> int | None:
+    """What a new process can use: Linux's MemAvailable, which counts the page cache the kernel
+    drops on demand (sysconf's free pages do not, so they shrink after any large read)."""
+    try:
+        with open(meminfo, encoding="ascii") as lines:
+            for line in lines:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # not a POSIX system that says
