@@ -45,9 +45,11 @@ GROUPS = {
     "access": ("src/vlmkit/access.py", ["vlmkit.access.*"], ["tests/test_access.py"]),
     # frame selection: which times are aimed at and which decoded frame each one gets
     "frames": ("src/vlmkit/frames.py",
-               ["vlmkit.frames.x_target_times__mutmut_*", "vlmkit.frames.x__nearest_frames__mutmut_*",
-                "vlmkit.frames.x__nearest__mutmut_*", "vlmkit.frames.x_check_sampling_options__mutmut_*"],
-               ["tests/test_frames.py"]),
+               ["vlmkit.frames.x_target_times__mutmut_*", "vlmkit.frames.x__window__mutmut_*",
+                "vlmkit.frames.x__shown_frames__mutmut_*", "vlmkit.frames.x__every_frame__mutmut_*",
+                "vlmkit.frames.xǁ_Cursorǁat__mutmut_*", "vlmkit.frames.xǁ_Cursorǁ_walk_to__mutmut_*",
+                "vlmkit.frames.x_check_sampling_options__mutmut_*"],
+               ["tests/test_frames.py", "tests/test_frames_conformance.py"]),
     # where the visual tokens go in the LLM's input
     "composed": ("src/vlmkit/backends/composed.py", ["vlmkit.backends.composed.xǁComposedBackendǁ_splice__mutmut_*"],
                  ["tests/test_splice.py"]),
@@ -55,12 +57,18 @@ GROUPS = {
     "batch": ("src/vlmkit/batch.py",
               ["vlmkit.batch.x_run_batch__mutmut_*", "vlmkit.batch.x__batch__mutmut_*",
                "vlmkit.batch.x__prepare__mutmut_*", "vlmkit.batch.x__next_jobs__mutmut_*",
-               "vlmkit.batch.x__generate__mutmut_*", "vlmkit.batch.x__generate_or_split__mutmut_*"],
+               "vlmkit.batch.x__generate__mutmut_*", "vlmkit.batch.x__generate_or_split__mutmut_*",
+               "vlmkit.batch.x__in_chunks__mutmut_*", "vlmkit.batch.xǁ_BatchLimitǁlower__mutmut_*",
+               "vlmkit.batch.x__job_tokens__mutmut_*"],
               [f"tests/test_caption_identity.py::test_{name}" for name in (
                   "every_caption_names_its_own_video", "a_batch_that_fails_is_retried_video_by_video",
                   "where_the_processors_run_and_how_many_videos_each_batch_holds",
                   "each_segment_caption_belongs_to_its_own_window", "a_stop_ends_the_run_between_batches",
-                  "a_clip_too_long_for_the_context_is_an_error_and_the_others_keep_their_captions")]),
+                  "a_clip_too_long_for_the_context_is_an_error_and_the_others_keep_their_captions")]
+              + [f"tests/test_batch_throughput.py::test_{name}" for name in (  # out-of-memory splits, grouping
+                  "out_of_memory_splits_the_batch_and_lowers_the_size_once",
+                  "a_single_video_out_of_memory_still_falls_back_to_fewer_frames",
+                  "grouping_by_tokens_keeps_every_record")]),
     "end_to_end": ("src/vlmkit/backends/end_to_end.py",
                    ["vlmkit.backends.end_to_end.xǁEndToEndBackendǁprepare__mutmut_*",
                     "vlmkit.backends.end_to_end.xǁEndToEndBackendǁrun__mutmut_*"],
