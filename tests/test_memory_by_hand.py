@@ -108,13 +108,17 @@ def test_training_estimate_when_the_encoder_peaks(registry):
     assert est.breakdown["activations"] == round(vision * SLACK)
 
 
-def test_composed_estimate_when_the_encoder_peaks_in_a_batch(registry):
-    """clip-vit-l-336 over 2 videos of 8 frames before a narrow LLM: the vision phase is the peak."""
-    encoder, llm = registry.encoder("clip-vit-l-336"), narrow(registry.llm("qwen3-0.6b"))
+@pytest.mark.parametrize("key, patches, width", [
+    ("clip-vit-l-336", 576 + 1, 2 * 4096 + 4 * 1024),  # 24 x 24 patches + CLS; MLP 4096 twice, 4 x 1024
+    ("dinov3-convnext-tiny", 49 + 1, 2 * 4 * 768 + 4 * 768),  # 7 x 7 + a pooled token; no MLP size: 4 x 768
+])
+def test_composed_estimate_when_the_encoder_peaks_in_a_batch(registry, key, patches, width):
+    """An encoder over 2 videos of 8 frames before a narrow LLM: the vision phase is the peak."""
+    encoder, llm = registry.encoder(key), narrow(registry.llm("qwen3-0.6b"))
     est = estimate_composed(encoder, llm, frames=8, max_new_tokens=128, dtype="bfloat16", batch=2)
-    prompt = 64 + 8 * 576
-    # one ViT layer over 8 frames of 576 patches + CLS (MLP 4096 twice, 4 x 1024 wide), then float32 pixels
-    vision = 2 * (8 * 577 * (2 * 4096 + 4 * 1024) * 2 + 8 * 3 * 336 * 336 * 4)
+    prompt = 64 + 8 * encoder.tokens_per_frame
+    # one ViT layer over 8 frames, then the float32 pixels
+    vision = 2 * (8 * patches * width * 2 + 8 * 3 * encoder.image_size ** 2 * 4)
     full = 2 * NARROW_KV * (prompt + 128)
     prefill = 2 * NARROW_KV * prompt + 2 * (NARROW_PREFILL * prompt + QWEN_VOCAB * 4)
     decode = full + full // 2 + 2 * QWEN_VOCAB * 4
@@ -122,6 +126,19 @@ def test_composed_estimate_when_the_encoder_peaks_in_a_batch(registry):
     assert (est.context_tokens, est.batch) == (prompt + 128, 2)
     assert est.breakdown["kv_cache"] == full
     assert est.breakdown["activations"] == round((vision - full) * SLACK)
+
+
+def test_prefill_when_attention_is_wider_than_the_mlp(registry):
+    """qwen3-0.6b with an MLP of 1024: queries, keys, values and output (4 x 16 heads x 128) are the widest point."""
+    llm = replace(registry.llm("qwen3-0.6b"), intermediate_size=1024)
+    est = estimate_composed(registry.encoder("siglip-base"), llm, frames=8, max_new_tokens=128, dtype="bfloat16")
+    prompt = 64 + 8 * 196
+    kv = 2 * 28 * 8 * 128 * 2  # per token
+    widest = (max(3 * 1024, 4 * 16 * 128) + 3 * 1024) * 2
+    prefill = kv * prompt + widest * prompt + QWEN_VOCAB * 4
+    full = kv * (prompt + 128)
+    assert prefill > full + full // 28 + QWEN_VOCAB * 4
+    assert est.breakdown["activations"] == round((prefill - full) * SLACK)
 
 
 def test_vlm_estimate_when_the_vision_tower_peaks(registry):
