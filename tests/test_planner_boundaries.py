@@ -93,6 +93,14 @@ def test_when_nothing_fits_the_reason_names_what_would(registry, fake_gpu, free,
     assert result.reason == reason.format(free=f"{free_bytes / 2**30:.1f} GiB")
 
 
+def test_lower_both_only_when_one_frame_and_one_new_token_fit(registry, fake_gpu):
+    free_bytes = need(registry, "siglip-base", "qwen3-0.6b", 1, 1) - 1
+    fake_gpu(gpu(free_bytes))
+    result = recommend(registry=only(registry, *ONE_PAIR))
+    assert result.reason == (f"even the smallest combination needs more than {free_bytes / 2**30:.1f} GiB: "
+                             "plan for a larger GPU with --gpu or --vram")
+
+
 def test_nothing_fits_looks_at_the_encoder_and_llm_pairs_only(registry, fake_gpu):
     """8 GiB: siglip-base + qwen3-8b (16 GB of weights) never fits, Qwen3-VL-2B does; the reason is about the pair."""
     fake_gpu(gpu(8 * 2**30))
@@ -158,6 +166,15 @@ def test_memory_exactly_8_percent_off_is_another_card(registry, fake_gpu):
     assert recommend(registry=with_card).gpu.name == "NVIDIA Z100"
     fake_gpu(replace(_nvml("NVIDIA Z100", 25_000), total_bytes=25_000 * MIB - off + 1))
     assert recommend(registry=with_card).gpu.name == "Z100"
+
+
+def test_device_cpu_plans_for_the_cpu_on_a_machine_with_a_gpu(registry, fake_gpu):
+    from gpus import H100
+
+    fake_gpu(H100)
+    result = recommend(registry=registry, device="cpu")
+    assert result.gpu.source == "cpu" and result.gpu.name == "CPU" and result.dtype == "float32"
+    assert result.warnings == ()
 
 
 def test_a_recommendation_shows_as_a_table_in_a_notebook(registry):
