@@ -177,6 +177,17 @@ def test_device_cpu_plans_for_the_cpu_on_a_machine_with_a_gpu(registry, fake_gpu
     assert result.warnings == ()
 
 
+def test_a_cpu_plan_without_os_sysconf_counts_no_memory(registry, fake_gpu, monkeypatch):
+    """Where Python has no os.sysconf (Windows) the machine's RAM is unknown: 0 bytes, and the plan still comes."""
+    import os
+
+    fake_gpu()
+    monkeypatch.delattr(os, "sysconf")
+    result = recommend(registry=registry)
+    assert result.gpu.source == "cpu" and result.gpu.vram_bytes == result.gpu.free_bytes == 0
+    assert result.choice.keys() == {"encoder": "siglip-base", "llm": "qwen3-0.6b"} and not result.choice.fits
+
+
 def test_a_recommendation_shows_as_a_table_in_a_notebook(registry):
     result = recommend(registry=registry, gpu="L4")
     html = result._repr_html_()
