@@ -39,8 +39,10 @@ WORK = ROOT / "mutants"  # git-ignored; one mutmut project per group under it
 # module.x_function__mutmut_N and module.xǁClassǁmethod__mutmut_N.
 GROUPS = {
     "journal": ("src/vlmkit/journal.py", ["vlmkit.journal.*"], ["tests/test_journal.py"]),
-    "memory": ("src/vlmkit/memory.py", ["vlmkit.memory.*"], ["tests/test_memory.py", "tests/test_planner.py"]),
-    "planner": ("src/vlmkit/planner.py", ["vlmkit.planner.*"], ["tests/test_planner.py", "tests/test_memory.py"]),
+    "memory": ("src/vlmkit/memory.py", ["vlmkit.memory.*"],
+               ["tests/test_memory.py", "tests/test_memory_by_hand.py", "tests/test_planner.py"]),
+    "planner": ("src/vlmkit/planner.py", ["vlmkit.planner.*"],
+                ["tests/test_planner.py", "tests/test_planner_boundaries.py", "tests/test_memory.py"]),
     "registry": ("src/vlmkit/registry.py", ["vlmkit.registry.*"], ["tests/test_registry.py"]),
     "access": ("src/vlmkit/access.py", ["vlmkit.access.*"], ["tests/test_access.py"]),
     # frame selection: which times are aimed at and which decoded frame each one gets
