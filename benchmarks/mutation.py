@@ -66,11 +66,22 @@ GROUPS = {
                   "every_caption_names_its_own_video", "a_batch_that_fails_is_retried_video_by_video",
                   "where_the_processors_run_and_how_many_videos_each_batch_holds",
                   "each_segment_caption_belongs_to_its_own_window", "a_stop_ends_the_run_between_batches",
-                  "a_clip_too_long_for_the_context_is_an_error_and_the_others_keep_their_captions")]
+                  "a_clip_too_long_for_the_context_is_an_error_and_the_others_keep_their_captions",
+                  "out_of_memory_halves_the_batch_until_it_fits_and_says_so_once",
+                  "a_batch_the_processors_reject_is_not_prepared_again_but_video_by_video",
+                  "each_record_takes_its_share_of_the_batchs_generation_time",
+                  "in_order_batches_stop_at_a_video_that_does_not_fit",
+                  "grouping_takes_equal_token_counts_first_then_failed_videos_then_the_nearest",
+                  "grouping_skips_a_video_that_does_not_fit_and_takes_the_next",
+                  "a_video_that_still_fails_with_half_its_frames_says_why",
+                  "on_a_gpu_the_processors_overlap_and_the_peaks_are_measured_on_that_gpu")]
               + [f"tests/test_batch_throughput.py::test_{name}" for name in (  # out-of-memory splits, grouping
                   "out_of_memory_splits_the_batch_and_lowers_the_size_once",
                   "a_single_video_out_of_memory_still_falls_back_to_fewer_frames",
-                  "grouping_by_tokens_keeps_every_record")]),
+                  "grouping_by_tokens_keeps_every_record")]
+              + [f"tests/test_caption_first_hour.py::test_{name}" for name in (  # Ctrl-C during generation
+                  "ctrl_c_during_a_long_batch_stops_at_the_next_token_and_leaves_it_for_the_resume",
+                  "a_short_batch_finishes_after_ctrl_c")]),
     "end_to_end": ("src/vlmkit/backends/end_to_end.py",
                    ["vlmkit.backends.end_to_end.xǁEndToEndBackendǁprepare__mutmut_*",
                     "vlmkit.backends.end_to_end.xǁEndToEndBackendǁrun__mutmut_*"],

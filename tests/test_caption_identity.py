@@ -413,3 +413,60 @@ def test_grouping_takes_equal_token_counts_first_then_failed_videos_then_the_nea
 def test_grouping_skips_a_video_that_does_not_fit_and_takes_the_next():
     tokens = {"a": 10, "b": 10, "c": 10}  # b has two segments and does not fit beside a; c does
     assert batches(decoded(("a", 1), ("b", 2), ("c", 1)), 2, tokens) == [["a", "c"], ["b"]]
+
+
+class TooBigEvenHalved(DescribingBackend):
+    """Red runs out of memory at any frame count; yellow at 4 frames, then fails otherwise at 2."""
+
+    def run(self, prepared: Prepared, settings: GenerationSettings) -> list[Generated]:
+        import torch
+
+        if any(seen.startswith("red") for seen in prepared.inputs) or any(
+                seen.startswith("yellow") and ", 4 frames" in seen for seen in prepared.inputs):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (test double)")
+        if any(seen.startswith("yellow") for seen in prepared.inputs):
+            raise ValueError("the halved clip is unreadable")
+        return super().run(prepared, settings)
+
+
+def test_a_video_that_still_fails_with_half_its_frames_says_why(clips):
+    records = []
+    summary = run_batch(TooBigEvenHalved(), [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+                        GenerationSettings(), BatchOptions(batch_size=3), on_record=records.append)
+    by_name = {Path(r.video).name: r for r in records}
+    assert by_name["m.mp4"].error == "CUDA out of memory, even with 2 frames"  # red: 4 frames, then 2
+    assert by_name["a.mp4"].error == "the model failed on this video: ValueError: the halved clip is unreadable"
+    assert all(r.caption == expected(Path(r.video)) for r in records if r.status == "ok")
+    assert (summary.captioned, summary.failed, summary.retried_oom) == (len(clips) - 3, 3, 2)
+
+
+class GpuPeaks:
+    """Stands in for batch.PeakMemory, the one part of a run that talks to a GPU (none here)."""
+
+    devices: list[str] = []
+
+    def __init__(self, device: str) -> None:
+        self.devices.append(device)
+        self.samples = 0
+
+    def sample(self) -> None:
+        self.samples += 1
+
+    def peaks(self) -> tuple[int, int]:
+        return 1000 * self.samples, 2000 * self.samples
+
+
+def test_on_a_gpu_the_processors_overlap_and_the_peaks_are_measured_on_that_gpu(clips, monkeypatch):
+    from vlmkit import batch
+
+    monkeypatch.setattr(batch, "PeakMemory", GpuPeaks)
+    monkeypatch.setattr(GpuPeaks, "devices", [])
+    backend = ThreadNoting("cuda:1")
+    summary = run_batch(backend, [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+                        GenerationSettings(), BatchOptions(batch_size=4))  # overlap not given: the device decides
+    assert threading.current_thread().name not in backend.prepared_on  # prepared while the model ran
+    assert GpuPeaks.devices == ["cuda:1"]
+    batches = -(-len(clips) // 4)
+    assert (summary.peak_allocated_bytes, summary.peak_nvml_used_bytes) == (1000 * batches, 2000 * batches)
+    run_batch(ThreadNoting("cpu"), [], "Describe.", SamplingOptions(), GenerationSettings())
+    assert GpuPeaks.devices == ["cuda:1", "cpu"]
