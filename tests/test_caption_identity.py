@@ -101,6 +101,7 @@ def test_every_caption_names_its_own_video(clips, batch_size, overlap):
             assert (record.status, record.caption) == ("ok", want), record.video
             assert len(record.timestamps) == int(want.split(", ")[1].split()[0])
             assert (record.new_tokens, record.prompt, record.models) == (8, "Describe.", DescribingBackend.keys)
+            assert record.elapsed_seconds > 0  # the model here is instant: this is its decoding time
     assert (summary.captioned, summary.failed, summary.interrupted) == (len(clips) - 1, 1, False)
     assert summary.fewer_frames == sum(0 < count < FRAMES for _, _, count, _ in CLIPS)  # "asked 4, has 2"
     assert 0 < summary.elapsed_seconds < 120 and summary.videos_per_minute > 0
@@ -175,11 +176,13 @@ class FailingBackend(DescribingBackend):
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
+        self.prompts: set[str] = set()
 
     def run(self, prepared: Prepared, settings: GenerationSettings) -> list[Generated]:
         import torch
 
         self.calls.append(prepared.inputs)
+        self.prompts.add(prepared.prompt)
         if any(seen.startswith(("red", "blue")) and ", 2 frames" not in seen for seen in prepared.inputs):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (test double)")
         if any(seen.startswith("cyan") for seen in prepared.inputs):
@@ -208,6 +211,7 @@ def test_a_batch_that_fails_is_retried_video_by_video(clips):
             assert not any("out of memory" in note for note in record.notes), name
     assert (summary.captioned, summary.failed, summary.retried_oom) == (len(clips) - 2, 2, 2)
     assert [description("red", 4, 64, 48)] in backend.calls and [description("red", 2, 64, 48)] in backend.calls
+    assert backend.prompts == {"Describe."}  # retries keep the prompt
 
 
 class ThreadNoting(DescribingBackend):
@@ -329,11 +333,12 @@ class PreparingFails(DescribingBackend):
     """The processors reject a batch holding the cyan video; alone, the cyan video fails in the model too."""
 
     def __init__(self) -> None:
-        self.prepared = []
+        self.prepared, self.prompts = [], set()
 
     def prepare(self, videos, prompt: str) -> Prepared:
         prepared = super().prepare(videos, prompt)
         self.prepared.append(len(videos))
+        self.prompts.add(prompt)
         if len(videos) > 1 and any(seen.startswith("cyan") for seen in prepared.inputs):
             raise ValueError("the processor cannot read one of these")
         return prepared
@@ -350,6 +355,7 @@ def test_a_batch_the_processors_reject_is_not_prepared_again_but_video_by_video(
     run_batch(backend, [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
               GenerationSettings(), BatchOptions(batch_size=len(clips), overlap_prepare=overlap), on_record=records.append)
     assert backend.prepared == [8] + [1] * 8  # the whole batch once, then each of its good videos alone
+    assert backend.prompts == {"Describe."}
     by_name = {Path(r.video).name: r for r in records}
     assert by_name["e.mp4"].error == "the model failed on this video: ValueError: the model cannot read this one"
     assert all(r.caption == expected(Path(r.video)) for r in records if r.status == "ok")
