@@ -55,6 +55,10 @@ GROUPS = {
     # where the visual tokens go in the LLM's input
     "composed": ("src/vlmkit/backends/composed.py", ["vlmkit.backends.composed.xǁComposedBackendǁ_splice__mutmut_*"],
                  ["tests/test_splice.py"]),
+    # the token and embedding sequence that _splice and training share: where each row's features go
+    "sequence": ("src/vlmkit/backends/sequence.py", ["vlmkit.backends.sequence.*"],
+                 ["tests/test_splice.py",
+                  "tests/test_train.py::test_training_sequence_equals_the_caption_sequence_up_to_the_caption"]),
     # which output goes with which video: batching, preparing, splitting a failed batch
     "batch": ("src/vlmkit/batch.py",
               ["vlmkit.batch.x_run_batch__mutmut_*", "vlmkit.batch.x__batch__mutmut_*",
@@ -88,7 +92,7 @@ GROUPS = {
                    ["tests/test_caption_identity.py::test_end_to_end_results_come_back_in_input_order"]),
 }
 # groups whose tests load a tiny model in a fixture (not in mutmut's measured test time): pyproject's timeout
-LOADS_MODELS = {"composed", "batch", "end_to_end"}
+LOADS_MODELS = {"composed", "sequence", "batch", "end_to_end"}
 DETECTED = {"killed", "timeout", "segfault"}  # a test noticed the change
 NOT_RUN = {"not checked", "skipped", "check was interrupted by user"}
 
