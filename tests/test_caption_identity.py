@@ -353,7 +353,8 @@ class PreparingFails(DescribingBackend):
 def test_a_batch_the_processors_reject_is_not_prepared_again_but_video_by_video(clips, overlap):
     backend, records = PreparingFails(), []
     run_batch(backend, [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
-              GenerationSettings(), BatchOptions(batch_size=len(clips), overlap_prepare=overlap), on_record=records.append)
+              GenerationSettings(), BatchOptions(batch_size=len(clips), overlap_prepare=overlap),
+              on_record=records.append)
     assert backend.prepared == [8] + [1] * 8  # the whole batch once, then each of its good videos alone
     assert backend.prompts == {"Describe."}
     by_name = {Path(r.video).name: r for r in records}

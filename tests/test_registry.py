@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -359,3 +360,30 @@ def test_gpu_and_tier_tables_are_located_exactly(tmp_path, text, message, hint):
     with pytest.raises(RegistryError) as info:
         load_registry(path)
     assert (info.value.message, info.value.hint) == (f"{path}: {message}", hint)
+
+
+def test_an_unknown_field_of_a_gpu_names_the_file_and_the_gpu(tmp_path):
+    path = _write(tmp_path, MINIMAL_LLM + GPU.replace("bf16 = true", "bf16 = true\nfp8 = true"))
+    with pytest.raises(RegistryError) as info:
+        load_registry(path)
+    assert info.value.message == f"{path}: [gpus.X]: unknown field 'fp8'" and info.value.hint == "Remove it."
+
+
+REGISTRY_UNDER_AN_ASCII_LOCALE = r"""
+import sys
+from vlmkit.registry import load_registry
+print(load_registry(sys.argv[1]).llm("tiny").license)
+"""
+
+
+def test_models_toml_is_read_as_utf8_whatever_the_locale(tmp_path):
+    """A models.toml with a non-ASCII comment or value, read under a C/POSIX (ASCII) locale."""
+    import subprocess
+    import sys
+
+    path = _write(tmp_path, "# Modèles testés\n" + MINIMAL_LLM.replace('license = "apache-2.0"', 'license = "lïcense"'))
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONIOENCODING": "utf-8"}
+    run = subprocess.run([sys.executable, "-c", REGISTRY_UNDER_AN_ASCII_LOCALE, str(path)], env=env,
+                         capture_output=True, text=True, encoding="utf-8", check=False)
+    assert (run.returncode, run.stdout.strip()) == (0, "lïcense"), run.stderr

@@ -58,7 +58,9 @@ def test_training_rows_are_padded_on_the_right_with_their_features_at_their_slot
     tokens = composed.tokenizer("a red ball", add_special_tokens=False).input_ids
     rows = [[placeholder] * 2 + tokens + tokens, [placeholder] * 3 + tokens]
     generator = torch.Generator().manual_seed(1)
-    visual = [torch.randn(n, composed.llm.config.hidden_size, generator=generator) for n in (2, 3)]
+    # features in another dtype than the LLM's (a float32 projector beside a bf16 LLM): cast, not refused
+    visual = [torch.randn(n, composed.llm.config.hidden_size, generator=generator, dtype=torch.float64)
+              for n in (2, 3)]
 
     embeds, mask = embed_rows(composed.llm, rows, visual, placeholder, composed.tokenizer.pad_token_id,
                               padding_side="right")
@@ -67,5 +69,6 @@ def test_training_rows_are_padded_on_the_right_with_their_features_at_their_slot
     assert mask.tolist() == [[1] * length, [1] * (3 + len(tokens)) + [0] * (length - 3 - len(tokens))]
     with torch.inference_mode():
         text = embed(torch.tensor(tokens))
-    assert torch.equal(embeds[0, :2], visual[0]) and torch.equal(embeds[1, :3], visual[1])
+    assert embeds.dtype == text.dtype
+    assert torch.equal(embeds[0, :2], visual[0].to(text.dtype)) and torch.equal(embeds[1, :3], visual[1].to(text.dtype))
     assert torch.equal(embeds[0, 2:], torch.cat([text, text])) and torch.equal(embeds[1, 3:3 + len(tokens)], text)
