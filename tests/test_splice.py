@@ -72,3 +72,20 @@ def test_training_rows_are_padded_on_the_right_with_their_features_at_their_slot
     assert embeds.dtype == text.dtype
     assert torch.equal(embeds[0, :2], visual[0].to(text.dtype)) and torch.equal(embeds[1, :3], visual[1].to(text.dtype))
     assert torch.equal(embeds[0, 2:], torch.cat([text, text])) and torch.equal(embeds[1, 3:3 + len(tokens)], text)
+
+
+def test_rows_are_built_on_the_llms_device_whatever_torchs_default(composed):
+    """A notebook that ran torch.set_default_device("cuda") must not move the rows off the LLM's device
+    (here the LLM is on the CPU and the default is "meta", which no computation can use)."""
+    from vlmkit.backends.sequence import embed_rows
+
+    placeholder = composed.placeholder_id
+    visual = [torch.ones(n, composed.llm.config.hidden_size) for n in (1, 2)]
+    rows = [[placeholder] + [11, 12, 14], [placeholder] * 2 + [13]]
+    torch.set_default_device("meta")
+    try:
+        embeds, mask = embed_rows(composed.llm, rows, visual, placeholder, None)  # no pad token: pads with 0
+    finally:
+        torch.set_default_device(None)
+    assert embeds.device.type == mask.device.type == "cpu"
+    assert mask.tolist() == [[1, 1, 1, 1], [0, 1, 1, 1]] and torch.equal(embeds[1, 1:3], visual[1])
