@@ -437,11 +437,11 @@ def _short(error: Exception, token: str | None) -> str:
 
 
 def _mask_in(text: str, token: str | None) -> str:
-    """The text with the token masked, also where it is quoted escaped (as an error that shows a bad
-    header's bytes quotes a token with a newline in it)."""
+    """The text with the token masked, also where it is quoted escaped: httpx refuses a header with a
+    newline in it and shows the header's bytes (b'Bearer hf_ab\\ncd')."""
     if not token:
         return text
-    for shown in (token, repr(token)[1:-1], repr(token.encode())[2:-1]):
+    for shown in (token, repr(token.encode())[2:-1]):
         text = text.replace(shown, mask_token(token))
     return text
 
