@@ -292,7 +292,7 @@ def hub_unreachable(endpoint: str | None = None, timeout: float = 10.0) -> str |
         socket.create_connection((url.hostname, port), timeout=timeout).close()
 
     [outcome] = _map_with_deadline(connect, [None], timeout=timeout, max_workers=1)
-    if not outcome.finished:
+    if not outcome.finished or isinstance(outcome.error, TimeoutError):  # the connect's own deadline may come first
         return f"No answer from {endpoint} within {timeout:g} s."
     if isinstance(outcome.error, socket.gaierror):
         return f"Cannot reach {endpoint}: cannot resolve {url.hostname} ({outcome.error.strerror})."
