@@ -39,35 +39,60 @@ WORK = ROOT / "mutants"  # git-ignored; one mutmut project per group under it
 # module.x_function__mutmut_N and module.xǁClassǁmethod__mutmut_N.
 GROUPS = {
     "journal": ("src/vlmkit/journal.py", ["vlmkit.journal.*"], ["tests/test_journal.py"]),
-    "memory": ("src/vlmkit/memory.py", ["vlmkit.memory.*"], ["tests/test_memory.py", "tests/test_planner.py"]),
-    "planner": ("src/vlmkit/planner.py", ["vlmkit.planner.*"], ["tests/test_planner.py", "tests/test_memory.py"]),
+    "memory": ("src/vlmkit/memory.py", ["vlmkit.memory.*"],
+               ["tests/test_memory.py", "tests/test_memory_by_hand.py", "tests/test_planner.py"]),
+    "planner": ("src/vlmkit/planner.py", ["vlmkit.planner.*"],
+                ["tests/test_planner.py", "tests/test_planner_boundaries.py", "tests/test_memory.py"]),
     "registry": ("src/vlmkit/registry.py", ["vlmkit.registry.*"], ["tests/test_registry.py"]),
     "access": ("src/vlmkit/access.py", ["vlmkit.access.*"], ["tests/test_access.py", "tests/test_access_network.py"]),
     # frame selection: which times are aimed at and which decoded frame each one gets
     "frames": ("src/vlmkit/frames.py",
-               ["vlmkit.frames.x_target_times__mutmut_*", "vlmkit.frames.x__nearest_frames__mutmut_*",
-                "vlmkit.frames.x__nearest__mutmut_*", "vlmkit.frames.x_check_sampling_options__mutmut_*"],
-               ["tests/test_frames.py"]),
+               ["vlmkit.frames.x_target_times__mutmut_*", "vlmkit.frames.x__window__mutmut_*",
+                "vlmkit.frames.x__shown_frames__mutmut_*", "vlmkit.frames.x__every_frame__mutmut_*",
+                "vlmkit.frames.xǁ_Cursorǁat__mutmut_*", "vlmkit.frames.xǁ_Cursorǁ_walk_to__mutmut_*",
+                "vlmkit.frames.x_check_sampling_options__mutmut_*"],
+               ["tests/test_frames.py", "tests/test_frames_conformance.py"]),
     # where the visual tokens go in the LLM's input
     "composed": ("src/vlmkit/backends/composed.py", ["vlmkit.backends.composed.xǁComposedBackendǁ_splice__mutmut_*"],
                  ["tests/test_splice.py"]),
+    # the token and embedding sequence that _splice and training share: where each row's features go
+    "sequence": ("src/vlmkit/backends/sequence.py", ["vlmkit.backends.sequence.*"],
+                 ["tests/test_splice.py",
+                  "tests/test_train.py::test_training_sequence_equals_the_caption_sequence_up_to_the_caption"]),
     # which output goes with which video: batching, preparing, splitting a failed batch
     "batch": ("src/vlmkit/batch.py",
               ["vlmkit.batch.x_run_batch__mutmut_*", "vlmkit.batch.x__batch__mutmut_*",
                "vlmkit.batch.x__prepare__mutmut_*", "vlmkit.batch.x__next_jobs__mutmut_*",
-               "vlmkit.batch.x__generate__mutmut_*", "vlmkit.batch.x__generate_or_split__mutmut_*"],
+               "vlmkit.batch.x__generate__mutmut_*", "vlmkit.batch.x__generate_or_split__mutmut_*",
+               "vlmkit.batch.x__in_chunks__mutmut_*", "vlmkit.batch.xǁ_BatchLimitǁlower__mutmut_*",
+               "vlmkit.batch.x__job_tokens__mutmut_*"],
               [f"tests/test_caption_identity.py::test_{name}" for name in (
                   "every_caption_names_its_own_video", "a_batch_that_fails_is_retried_video_by_video",
                   "where_the_processors_run_and_how_many_videos_each_batch_holds",
                   "each_segment_caption_belongs_to_its_own_window", "a_stop_ends_the_run_between_batches",
-                  "a_clip_too_long_for_the_context_is_an_error_and_the_others_keep_their_captions")]),
+                  "a_clip_too_long_for_the_context_is_an_error_and_the_others_keep_their_captions",
+                  "out_of_memory_halves_the_batch_until_it_fits_and_says_so_once",
+                  "a_batch_the_processors_reject_is_not_prepared_again_but_video_by_video",
+                  "each_record_takes_its_share_of_the_batchs_generation_time",
+                  "in_order_batches_stop_at_a_video_that_does_not_fit",
+                  "grouping_takes_equal_token_counts_first_then_failed_videos_then_the_nearest",
+                  "grouping_skips_a_video_that_does_not_fit_and_takes_the_next",
+                  "a_video_that_still_fails_with_half_its_frames_says_why",
+                  "on_a_gpu_the_processors_overlap_and_the_peaks_are_measured_on_that_gpu")]
+              + [f"tests/test_batch_throughput.py::test_{name}" for name in (  # out-of-memory splits, grouping
+                  "out_of_memory_splits_the_batch_and_lowers_the_size_once",
+                  "a_single_video_out_of_memory_still_falls_back_to_fewer_frames",
+                  "grouping_by_tokens_keeps_every_record")]
+              + [f"tests/test_caption_first_hour.py::test_{name}" for name in (  # Ctrl-C during generation
+                  "ctrl_c_during_a_long_batch_stops_at_the_next_token_and_leaves_it_for_the_resume",
+                  "a_short_batch_finishes_after_ctrl_c")]),
     "end_to_end": ("src/vlmkit/backends/end_to_end.py",
                    ["vlmkit.backends.end_to_end.xǁEndToEndBackendǁprepare__mutmut_*",
                     "vlmkit.backends.end_to_end.xǁEndToEndBackendǁrun__mutmut_*"],
                    ["tests/test_caption_identity.py::test_end_to_end_results_come_back_in_input_order"]),
 }
 # groups whose tests load a tiny model in a fixture (not in mutmut's measured test time): pyproject's timeout
-LOADS_MODELS = {"composed", "batch", "end_to_end"}
+LOADS_MODELS = {"composed", "sequence", "batch", "end_to_end"}
 DETECTED = {"killed", "timeout", "segfault"}  # a test noticed the change
 NOT_RUN = {"not checked", "skipped", "check was interrupted by user"}
 

@@ -9,6 +9,9 @@ The videos are in an order that sorting or grouping by frame count, size or name
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,7 @@ import pytest
 
 from videos import make_not_video, make_video
 from vlmkit.backends.base import CaptionBackend, Generated, GenerationSettings, Prepared
-from vlmkit.batch import BatchOptions, run_batch
+from vlmkit.batch import BatchOptions, _Job, _next_jobs, run_batch
 from vlmkit.captioning import SamplingOptions
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
@@ -98,7 +101,9 @@ def test_every_caption_names_its_own_video(clips, batch_size, overlap):
             assert (record.status, record.caption) == ("ok", want), record.video
             assert len(record.timestamps) == int(want.split(", ")[1].split()[0])
             assert (record.new_tokens, record.prompt, record.models) == (8, "Describe.", DescribingBackend.keys)
+            assert record.elapsed_seconds > 0  # the model here is instant: this is its decoding time
     assert (summary.captioned, summary.failed, summary.interrupted) == (len(clips) - 1, 1, False)
+    assert summary.fewer_frames == sum(0 < count < FRAMES for _, _, count, _ in CLIPS)  # "asked 4, has 2"
     assert 0 < summary.elapsed_seconds < 120 and summary.videos_per_minute > 0
 
 
@@ -171,11 +176,13 @@ class FailingBackend(DescribingBackend):
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
+        self.prompts: set[str] = set()
 
     def run(self, prepared: Prepared, settings: GenerationSettings) -> list[Generated]:
         import torch
 
         self.calls.append(prepared.inputs)
+        self.prompts.add(prepared.prompt)
         if any(seen.startswith(("red", "blue")) and ", 2 frames" not in seen for seen in prepared.inputs):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (test double)")
         if any(seen.startswith("cyan") for seen in prepared.inputs):
@@ -204,6 +211,7 @@ def test_a_batch_that_fails_is_retried_video_by_video(clips):
             assert not any("out of memory" in note for note in record.notes), name
     assert (summary.captioned, summary.failed, summary.retried_oom) == (len(clips) - 2, 2, 2)
     assert [description("red", 4, 64, 48)] in backend.calls and [description("red", 2, 64, 48)] in backend.calls
+    assert backend.prompts == {"Describe."}  # retries keep the prompt
 
 
 class ThreadNoting(DescribingBackend):
@@ -291,3 +299,180 @@ def test_a_clip_too_long_for_the_context_is_an_error_and_the_others_keep_their_c
         elif want:
             assert record.caption == want, record.video
     assert sum(r.status == "ok" for r in records) == 5
+
+
+class OneAtATime(DescribingBackend):
+    """A GPU that holds one video at a time: any batch of more runs out of memory."""
+
+    def __init__(self) -> None:
+        self.sizes = []
+
+    def run(self, prepared: Prepared, settings: GenerationSettings) -> list[Generated]:
+        import torch
+
+        self.sizes.append(len(prepared.videos))
+        if len(prepared.videos) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (test double)")
+        return super().run(prepared, settings)
+
+
+def test_out_of_memory_halves_the_batch_until_it_fits_and_says_so_once(clips):
+    good = [p for p in clips if expected(p)]
+    backend, notices, records = OneAtATime(), [], []
+    summary = run_batch(backend, [str(p) for p in good], "Describe.", SamplingOptions(num_frames=FRAMES),
+                        GenerationSettings(), BatchOptions(batch_size=8), on_record=records.append,
+                        on_notice=notices.append)
+    assert backend.sizes[:4] == [8, 4, 2, 1] and set(backend.sizes[4:]) == {1}  # each split lowers the size
+    assert summary.batch_size == 1 and summary.retried_oom == 0
+    assert notices == ["Out of GPU memory with a batch of 8 videos: split it; batches of at most 4 from now on"]
+    assert sorted(r.caption for r in records) == sorted(expected(p) for p in good)
+    assert all(r.caption == expected(Path(r.video)) for r in records)
+
+
+class PreparingFails(DescribingBackend):
+    """The processors reject a batch holding the cyan video; alone, the cyan video fails in the model too."""
+
+    def __init__(self) -> None:
+        self.prepared, self.prompts = [], set()
+
+    def prepare(self, videos, prompt: str) -> Prepared:
+        prepared = super().prepare(videos, prompt)
+        self.prepared.append(len(videos))
+        self.prompts.add(prompt)
+        if len(videos) > 1 and any(seen.startswith("cyan") for seen in prepared.inputs):
+            raise ValueError("the processor cannot read one of these")
+        return prepared
+
+    def run(self, prepared: Prepared, settings: GenerationSettings) -> list[Generated]:
+        if any(seen.startswith("cyan") for seen in prepared.inputs):
+            raise ValueError("the model cannot read this one")
+        return super().run(prepared, settings)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_batch_the_processors_reject_is_not_prepared_again_but_video_by_video(clips, overlap):
+    backend, records = PreparingFails(), []
+    run_batch(backend, [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+              GenerationSettings(), BatchOptions(batch_size=len(clips), overlap_prepare=overlap), on_record=records.append)
+    assert backend.prepared == [8] + [1] * 8  # the whole batch once, then each of its good videos alone
+    assert backend.prompts == {"Describe."}
+    by_name = {Path(r.video).name: r for r in records}
+    assert by_name["e.mp4"].error == "the model failed on this video: ValueError: the model cannot read this one"
+    assert all(r.caption == expected(Path(r.video)) for r in records if r.status == "ok")
+    assert sum(r.status == "ok" for r in records) == len(clips) - 2
+
+
+class SlowModel(DescribingBackend):
+    SECONDS = 0.3  # per generate call, whatever the batch
+
+    def run(self, prepared: Prepared, settings: GenerationSettings) -> list[Generated]:
+        time.sleep(self.SECONDS)
+        return super().run(prepared, settings)
+
+
+def test_each_record_takes_its_share_of_the_batchs_generation_time(clips):
+    good = [str(p) for p in clips if expected(p)][:3]
+    records = []
+    run_batch(SlowModel(), good, "Describe.", SamplingOptions(num_frames=FRAMES), GenerationSettings(),
+              BatchOptions(batch_size=3), on_record=records.append)
+    share = SlowModel.SECONDS / 3
+    assert all(share <= r.elapsed_seconds < SlowModel.SECONDS for r in records), [r.elapsed_seconds for r in records]
+
+
+# --- grouping by visual tokens: which decoded videos make the next batch ------------------------
+
+
+def decoded(*jobs: tuple[str, int]) -> deque:
+    """The decode-ahead queue: (video, clips) jobs, already decoded."""
+    queue = deque()
+    for video, count in jobs:
+        future = Future()
+        future.set_result(_Job(video, clips=[object()] * count))
+        queue.append(future)
+    return queue
+
+
+def batches(queue: deque, size: int, tokens: dict[str, int | None] | None) -> list[list[str]]:
+    key = None if tokens is None else (lambda job: tokens[job.video])
+    out = []
+    while queue:
+        out.append([job.video for job in _next_jobs(queue, size, key)])
+    return out
+
+
+def test_in_order_batches_stop_at_a_video_that_does_not_fit():
+    # b has two segments: with a in the batch of 2 it does not fit, so the next batch starts at b
+    assert batches(decoded(("a", 1), ("b", 2), ("c", 1)), 2, None) == [["a"], ["b"], ["c"]]
+
+
+def test_grouping_takes_equal_token_counts_first_then_failed_videos_then_the_nearest():
+    tokens = {"a": 10, "b": 40, "c": 18, "d": 1, "e": 10}
+    assert batches(decoded(*((v, 1) for v in "abcde")), 2, tokens) == [["a", "e"], ["b", "c"], ["d"]]
+    tokens = {"a": 10, "failed": None, "e": 10, "c": 12}
+    assert batches(decoded(*((v, 1) for v in tokens)), 2, tokens) == [["a", "e"], ["failed", "c"]]
+    tokens = {"a": 10, "failed": None, "c": 12}
+    assert batches(decoded(*((v, 1) for v in tokens)), 2, tokens) == [["a", "failed"], ["c"]]
+    tokens = {"a": 1, "failed": None, "e": 1}
+    assert batches(decoded(*((v, 1) for v in tokens)), 2, tokens) == [["a", "e"], ["failed"]]
+
+
+def test_grouping_skips_a_video_that_does_not_fit_and_takes_the_next():
+    tokens = {"a": 10, "b": 10, "c": 10}  # b has two segments and does not fit beside a; c does
+    assert batches(decoded(("a", 1), ("b", 2), ("c", 1)), 2, tokens) == [["a", "c"], ["b"]]
+
+
+class TooBigEvenHalved(DescribingBackend):
+    """Red runs out of memory at any frame count; yellow at 4 frames, then fails otherwise at 2."""
+
+    def run(self, prepared: Prepared, settings: GenerationSettings) -> list[Generated]:
+        import torch
+
+        if any(seen.startswith("red") for seen in prepared.inputs) or any(
+                seen.startswith("yellow") and ", 4 frames" in seen for seen in prepared.inputs):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (test double)")
+        if any(seen.startswith("yellow") for seen in prepared.inputs):
+            raise ValueError("the halved clip is unreadable")
+        return super().run(prepared, settings)
+
+
+def test_a_video_that_still_fails_with_half_its_frames_says_why(clips):
+    records = []
+    summary = run_batch(TooBigEvenHalved(), [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+                        GenerationSettings(), BatchOptions(batch_size=3), on_record=records.append)
+    by_name = {Path(r.video).name: r for r in records}
+    assert by_name["m.mp4"].error == "CUDA out of memory, even with 2 frames"  # red: 4 frames, then 2
+    assert by_name["a.mp4"].error == "the model failed on this video: ValueError: the halved clip is unreadable"
+    assert all(r.caption == expected(Path(r.video)) for r in records if r.status == "ok")
+    assert (summary.captioned, summary.failed, summary.retried_oom) == (len(clips) - 3, 3, 2)
+
+
+class GpuPeaks:
+    """Stands in for batch.PeakMemory, the one part of a run that talks to a GPU (none here)."""
+
+    devices: list[str] = []
+
+    def __init__(self, device: str) -> None:
+        self.devices.append(device)
+        self.samples = 0
+
+    def sample(self) -> None:
+        self.samples += 1
+
+    def peaks(self) -> tuple[int, int]:
+        return 1000 * self.samples, 2000 * self.samples
+
+
+def test_on_a_gpu_the_processors_overlap_and_the_peaks_are_measured_on_that_gpu(clips, monkeypatch):
+    from vlmkit import batch
+
+    monkeypatch.setattr(batch, "PeakMemory", GpuPeaks)
+    monkeypatch.setattr(GpuPeaks, "devices", [])
+    backend = ThreadNoting("cuda:1")
+    summary = run_batch(backend, [str(p) for p in clips], "Describe.", SamplingOptions(num_frames=FRAMES),
+                        GenerationSettings(), BatchOptions(batch_size=4))  # overlap not given: the device decides
+    assert threading.current_thread().name not in backend.prepared_on  # prepared while the model ran
+    assert GpuPeaks.devices == ["cuda:1"]
+    batches = -(-len(clips) // 4)
+    assert (summary.peak_allocated_bytes, summary.peak_nvml_used_bytes) == (1000 * batches, 2000 * batches)
+    run_batch(ThreadNoting("cpu"), [], "Describe.", SamplingOptions(), GenerationSettings())
+    assert GpuPeaks.devices == ["cuda:1", "cpu"]

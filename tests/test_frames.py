@@ -230,6 +230,8 @@ def test_bad_inputs_raise_video_error_with_hint(tmp_path, make, message):
     with pytest.raises(VideoError, match=message) as caught:
         sample_frames(path)
     assert caught.value.hint
+    with pytest.raises(VideoError, match=message):  # every frame asked for (--fps at the video's rate)
+        sample_frames(path, fps=30)
     assert not type(caught.value).__module__.startswith("av")
     if message not in ("no decodable frames",):  # probing reads headers only
         with pytest.raises(VideoError, match=message):
@@ -306,3 +308,9 @@ def test_sampling_option_boundaries(options, ok):
         check_sampling_options(**given)
     assert caught.value.hint == "See `vlmkit caption --help` for the sampling options."
     assert isinstance(caught.value.message, str) and caught.value.message
+
+
+def test_a_start_at_the_very_end_of_the_video_is_refused():
+    with pytest.raises(UsageError, match=r"start=2 s is at or past the end of the video \(2.00 s long\)"):
+        target_times(2.0, start=2.0)
+    assert target_times(2.0, num_frames=1, start=1.5) == [1.75]

@@ -280,3 +280,49 @@ def test_jsonl_keeps_text_readable(tmp_path):
     journal.write(record("/v/été.mp4", caption="Un café"))
     journal.close()
     assert '"caption": "Un café"' in path.read_text(encoding="utf-8")  # not \u00e9
+
+
+def test_a_caption_record_is_written_as_its_fields(tmp_path):
+    from vlmkit.records import CaptionRecord
+
+    journal = Journal.open(tmp_path / "out.jsonl")
+    record = CaptionRecord(video="/v/a.mp4", caption="A red ball.", models={"vlm": "tiny"}, prompt="Describe.")
+    journal.write(record)
+    journal.close()
+    assert json.loads((tmp_path / "out.jsonl").read_text()) == record.to_dict()
+    assert journal.done == {"/v/a.mp4"}
+
+
+UTF8_UNDER_AN_ASCII_LOCALE = r"""
+import sys
+from vlmkit.journal import Journal
+path = sys.argv[1]
+journal = Journal.open(path)  # recovers the torn last line: read, then rewritten
+journal.write({"video": "/v/\u00e9.mp4", "status": "ok", "caption": "Un caf\u00e9, \u65e5\u672c",
+               "models": {"vlm": "x"}, "prompt": "D\u00e9cris."})
+journal.close()
+print(sorted(Journal.open(path).done))
+"""  # ASCII source: the command line itself must survive the ASCII locale
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_the_output_is_utf8_whatever_the_locale(tmp_path, suffix):
+    """A C/POSIX locale (ASCII), as in a bare container or cron, or cp1252 on Windows: still UTF-8 files."""
+    import subprocess
+    import sys
+
+    path = tmp_path / f"out{suffix}"
+    journal = Journal.open(path)
+    journal.write({"video": "/v/ü.mp4", "status": "ok", "caption": "Über", "models": {"vlm": "x"},
+                   "prompt": "Décris."})
+    journal.close()
+    with path.open("a", encoding="utf-8") as torn:
+        torn.write('{"video": "/v/half' if suffix == ".jsonl" else '"/v/half')
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONIOENCODING": "utf-8"}
+    run = subprocess.run([sys.executable, "-c", UTF8_UNDER_AN_ASCII_LOCALE, str(path)], env=env,
+                         capture_output=True, text=True, encoding="utf-8", check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "['/v/é.mp4', '/v/ü.mp4']"
+    text = path.read_bytes().decode("utf-8")  # raises if any byte is not UTF-8
+    assert "Un café, 日本" in text and "Über" in text and "half" not in text

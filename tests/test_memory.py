@@ -51,17 +51,10 @@ def test_recommend_counts_the_cuda_context_on_a_gpu_only(registry, fake_gpu):
     assert vlms and all(c.estimate.breakdown["cuda_context"] == 0 for c in vlms)
 
 
-
-
-
-
 def test_the_context_limit_is_inclusive(registry):
     vlm = registry.vlm("llava-next-video-7b")  # 4096 tokens: 64 + 27 x 144 + 144 fills it exactly
     assert estimate_vlm(vlm, frames=27, max_new_tokens=144, dtype="bfloat16").within_context
     assert not estimate_vlm(vlm, frames=27, max_new_tokens=145, dtype="bfloat16").within_context
-
-
-
 
 
 def test_the_kv_cache_grows_with_the_batch(registry):
@@ -96,22 +89,26 @@ def test_an_estimate_records_what_it_was_made_for_and_sizes_the_kv_cache_by_hand
     assert small < large  # Qwen3-VL's token count follows the video's size
 
 
-@pytest.mark.parametrize("llm_key, frames, new, kv_per_token, prefill_per_token, phase", [
+@pytest.mark.parametrize("llm_key, frames, new, batch, kv_per_token, prefill_per_token, phase", [
     # qwen3-4b: KV 2 x 36 layers x 8 x 128 x 2 B; prefill max(3 x 9728, 4 x 32 x 128) + 3 x 2560 values x 2 B
-    ("qwen3-4b", 8, 128, 147_456, 73_728, "prefill"),
-    ("qwen3-4b", 1, 20_000, 147_456, 73_728, "decode"),  # a long answer: the cache, grown, is the peak
+    ("qwen3-4b", 8, 128, 1, 147_456, 73_728, "prefill"),
+    ("qwen3-4b", 8, 128, 3, 147_456, 73_728, "prefill"),  # each of 3 videos has its cache and its layer's width
+    ("qwen3-4b", 1, 20_000, 1, 147_456, 73_728, "decode"),  # a long answer: the cache, grown, is the peak
+    ("qwen3-4b", 1, 20_000, 3, 147_456, 73_728, "decode"),
     # qwen3-30b-a3b (MoE, 8 experts of width 768 per token): KV 2 x 48 x 4 x 128 x 2; max(3 x 6144, 4096) + 6144
-    ("qwen3-30b-a3b", 8, 128, 98_304, 49_152, "prefill"),
+    ("qwen3-30b-a3b", 8, 128, 1, 98_304, 49_152, "prefill"),
 ])
-def test_activations_by_hand(registry, llm_key, frames, new, kv_per_token, prefill_per_token, phase):
+def test_activations_by_hand(registry, llm_key, frames, new, batch, kv_per_token, prefill_per_token, phase):
     """activations = (the highest phase - the final KV cache) x 1.2 allocator slack, terms from the docstrings."""
     llm = registry.llm(llm_key)
-    est = estimate_composed(registry.encoder("siglip-base"), llm, frames=frames, max_new_tokens=new, dtype="bfloat16")
-    logits = 151_936 * 4  # the last position's float32 logits
+    est = estimate_composed(registry.encoder("siglip-base"), llm, frames=frames, max_new_tokens=new, dtype="bfloat16",
+                            batch=batch)
+    logits = 151_936 * 4  # the last position's float32 logits, one row per video
     prompt = est.context_tokens - new
-    full = kv_per_token * (prompt + new)
-    prefill = kv_per_token * prompt + prefill_per_token * prompt + logits
-    decode = full + full // llm.layers + logits
+    assert prompt == 64 + frames * 196
+    full = batch * kv_per_token * (prompt + new)
+    prefill = batch * (kv_per_token * prompt + prefill_per_token * prompt + logits)
+    decode = full + full // llm.layers + batch * logits
     assert est.breakdown["kv_cache"] == full
     assert (prefill > decode) == (phase == "prefill")
     assert est.breakdown["activations"] == round((max(prefill, decode) - full) * 1.2)

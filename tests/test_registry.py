@@ -240,7 +240,8 @@ def test_home_relative_repo_and_registry_lookups(tmp_path, monkeypatch, registry
     assert registry.model("QWEN/qwen3-8B").key == "qwen3-8b"  # a repo id, any case
     with pytest.raises(UnknownModelError) as info:
         registry.gpu("V100")
-    assert "Known GPUs: T4" in info.value.hint and "--vram" in info.value.hint
+    assert info.value.hint == f"Known GPUs: {', '.join(registry.gpus)}; or plan for any card with --vram GB."
+    assert info.value.hint.startswith("Known GPUs: T4, L4, ")
 
 
 @pytest.mark.parametrize("text, what", [
@@ -254,11 +255,36 @@ def test_tables_of_the_wrong_shape(tmp_path, text, what):
     assert what in info.value.message
 
 
+@pytest.mark.parametrize("text, where, got, name", [
+    ("encoders = 3\n" + MINIMAL_LLM, "[encoders]", "int", "encoders"),
+    (MINIMAL_LLM.replace("[llms.tiny]", "[llms]\ntiny = 3\n[llms.x]"), "[llms.tiny]", "int", "tiny"),
+    ('gpus = "T4"\n' + MINIMAL_LLM, "[gpus]", "str", "gpus"),
+    ("[gpus]\nT4 = 1\n" + MINIMAL_LLM, "[gpus.T4]", "int", "T4"),
+])
+def test_a_value_where_a_table_belongs_names_the_file_the_table_and_the_fix(tmp_path, text, where, got, name):
+    path = _write(tmp_path, text)
+    with pytest.raises(RegistryError) as info:
+        load_registry(path)
+    assert info.value.message == f"{path}: {where} must be a table, got {got}"
+    assert info.value.hint == f"Write it as a [section] with key = value lines ({name})."
+
+
+def test_a_dotted_key_left_unquoted_gets_the_quoting_fix(tmp_path):
+    path = _write(tmp_path, MINIMAL_LLM.replace("[llms.tiny]", "[llms.qwen3-0.6b]"))
+    with pytest.raises(RegistryError) as info:
+        load_registry(path)
+    assert info.value.message == f"{path}: [llms.qwen3-0]: unknown field '6b'"
+    assert info.value.hint == 'A key containing "." must be quoted, as in [llms."qwen3-0.6b"].'
+
+
 @pytest.mark.parametrize("kind, name, message, close", [
     ("llm", "qwen3-8", "Unknown llm 'qwen3-8'", "qwen3-8b, qwen3-4b, qwen3-32b"),  # LLMs only
     (None, "qwen3-8", "Unknown model 'qwen3-8'", "qwen3-8b, qwen3-4b, qwen3-vl-8b"),  # any kind
     ("encoder", "dinov3-vitl1", "Unknown encoder 'dinov3-vitl1'", "dinov3-vitl16, dinov3-vits16, dinov3-vitb16"),
     ("vlm", "qwen3-vl", "Unknown vlm 'qwen3-vl'", "qwen3-vl-8b, qwen3-vl-4b, qwen3-vl-2b"),
+    # names only half alike (difflib ratio 0.5 to 0.6) are still suggested
+    ("encoder", "clip-large", "Unknown encoder 'clip-large'", "siglip-base, clip-vit-l-336"),
+    ("vlm", "llava7b", "Unknown vlm 'llava7b'", "llava-next-video-7b, llava-v1.6-mistral-7b"),
 ])
 def test_an_unknown_name_suggests_three_of_its_kind(registry, kind, name, message, close):
     lookup = getattr(registry, kind) if kind else registry.model

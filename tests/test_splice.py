@@ -48,3 +48,24 @@ def test_visual_features_land_exactly_at_the_placeholder(composed):
         assert torch.equal(embeds[row, pad:start], before_rows)
         assert torch.equal(embeds[row, start:end], features.to(embeds.dtype))
         assert torch.equal(embeds[row, end:], after_rows)
+
+
+def test_training_rows_are_padded_on_the_right_with_their_features_at_their_slots(composed):
+    """Training pads on the right (its labels are built that way): tokens first, then masked padding."""
+    from vlmkit.backends.sequence import embed_rows
+
+    embed, placeholder = composed.llm.get_input_embeddings(), composed.placeholder_id
+    tokens = composed.tokenizer("a red ball", add_special_tokens=False).input_ids
+    rows = [[placeholder] * 2 + tokens + tokens, [placeholder] * 3 + tokens]
+    generator = torch.Generator().manual_seed(1)
+    visual = [torch.randn(n, composed.llm.config.hidden_size, generator=generator) for n in (2, 3)]
+
+    embeds, mask = embed_rows(composed.llm, rows, visual, placeholder, composed.tokenizer.pad_token_id,
+                              padding_side="right")
+
+    length = 2 + 2 * len(tokens)
+    assert mask.tolist() == [[1] * length, [1] * (3 + len(tokens)) + [0] * (length - 3 - len(tokens))]
+    with torch.inference_mode():
+        text = embed(torch.tensor(tokens))
+    assert torch.equal(embeds[0, :2], visual[0]) and torch.equal(embeds[1, :3], visual[1])
+    assert torch.equal(embeds[0, 2:], torch.cat([text, text])) and torch.equal(embeds[1, 3:3 + len(tokens)], text)

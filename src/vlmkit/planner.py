@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 
 import vlmkit.gpu
@@ -241,10 +242,15 @@ def _smallest_ungated(registry: Registry) -> tuple[Encoder, LLM] | None:
 
 
 def _registry_gpu_name(registry: Registry, nvml_name: str, total: int) -> str | None:
-    """'NVIDIA H100 80GB HBM3' -> 'H100', so that the design document's tier applies."""
-    compact = nvml_name.upper().replace(" ", "").replace("NVIDIA", "").replace("GEFORCE", "")
+    """'NVIDIA H100 80GB HBM3' -> 'H100', so that the design document's tier applies.
+
+    A registry name is looked for in NVML's, both without spaces or dashes, the registry's also without a
+    memory-size suffix ('A100-40GB' -> 'A100', 'RTX-4090' -> 'RTX4090', which an RTX 3090 does not contain);
+    the memory then tells the sizes apart.
+    """
+    compact = re.sub(r"[\s-]", "", nvml_name.upper())
     for spec in sorted(registry.gpus.values(), key=lambda s: len(s.name), reverse=True):
-        base = spec.name.upper().split("-")[0].replace(" ", "")
+        base = re.sub(r"[\s-]", "", re.sub(r"-\d+GB$", "", spec.name.upper()))
         if base in compact and abs(spec.memory_bytes - total) < 0.08 * spec.memory_bytes:
             return spec.name
     return None
