@@ -44,7 +44,7 @@ GROUPS = {
     "planner": ("src/vlmkit/planner.py", ["vlmkit.planner.*"],
                 ["tests/test_planner.py", "tests/test_planner_boundaries.py", "tests/test_memory.py"]),
     "registry": ("src/vlmkit/registry.py", ["vlmkit.registry.*"], ["tests/test_registry.py"]),
-    "access": ("src/vlmkit/access.py", ["vlmkit.access.*"], ["tests/test_access.py"]),
+    "access": ("src/vlmkit/access.py", ["vlmkit.access.*"], ["tests/test_access.py", "tests/test_access_network.py"]),
     # frame selection: which times are aimed at and which decoded frame each one gets
     "frames": ("src/vlmkit/frames.py",
                ["vlmkit.frames.x_target_times__mutmut_*", "vlmkit.frames.x__window__mutmut_*",

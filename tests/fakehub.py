@@ -14,6 +14,8 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
@@ -43,6 +45,17 @@ def refused_endpoint() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def stalled_endpoint() -> Iterator[str]:
+    """An http://127.0.0.1:PORT whose listener is full: a TCP connect to it hangs, unanswered, until the end."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)  # a backlog of one, never accepted
+        host, port = listener.getsockname()
+        with socket.create_connection((host, port), timeout=5):  # fills it: later SYNs are dropped
+            yield f"http://{host}:{port}"
 
 
 @dataclass
@@ -87,6 +100,8 @@ class FakeHub:
         self.in_flight = 0  # requests being answered now
         self.max_in_flight = 0  # the most answered at once since start
         self._stalled: set[str] = set()
+        self._failing: dict[str, HubError] = {}
+        self._oidc: dict[str, str] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
@@ -145,6 +160,14 @@ class FakeHub:
     def stall(self, repo_id: str) -> None:
         """Requests about this repo hang, unanswered, until the Hub stops."""
         self._stalled.add(repo_id)
+
+    def fail(self, repo_id: str, status: int, message: str) -> None:
+        """Requests about this repo get this error answer (an outage, a rate limit), without X-Error-Code."""
+        self._failing[repo_id] = HubError(status, None, message)
+
+    def add_oidc_exchange(self, id_token: str, token: str) -> None:
+        """POST /oauth/token trades this CI id token (HF_OIDC_ID_TOKEN) for `token`, as Trusted Publishers do."""
+        self._oidc[id_token] = token
 
     def paths_requested(self, method: str | None = None) -> list[str]:
         return [path for m, path in self.requests if method is None or m == method]
@@ -294,6 +317,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:  # noqa: N802
         self._dispatch()
 
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch()
+
     # --- routing ---------------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
@@ -313,6 +339,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, path: str, query: dict) -> None:
         if self.hub.latency and self.hub._stopping.wait(self.hub.latency):
             return self._hang_up()
+        if path == "/oauth/token" and self.command == "POST":
+            return self._oidc_exchange()
         caller = self.hub.caller(self.headers.get("Authorization"))
         if isinstance(caller, HubError):
             return self._send_error(caller)
@@ -349,9 +377,18 @@ class _Handler(BaseHTTPRequestHandler):
             }
         )
 
+    def _oidc_exchange(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        token = self.hub._oidc.get(body.get("subject_token", ""))
+        if token is None:
+            return self._send_error(HubError(401, None, "Invalid OIDC token"))
+        self._send_json({"access_token": token, "token_type": "bearer", "expires_in": 3600})
+
     def _model_api(self, repo_id: str, rest: str, query: dict, caller: FakeToken | None) -> None:
         if self._stall_if_asked(repo_id):
             return
+        if error := self.hub._failing.get(repo_id):
+            return self._send_error(error)
         repo = self.hub.find_repo(repo_id, caller)
         if isinstance(repo, HubError):
             return self._send_error(repo)
@@ -375,6 +412,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _resolve(self, repo_id: str, revision: str, filename: str, caller: FakeToken | None) -> None:
         if self._stall_if_asked(repo_id):
             return
+        if error := self.hub._failing.get(repo_id):
+            return self._send_error(error)
         repo = self.hub.find_repo(repo_id, caller)
         if isinstance(repo, HubError):
             return self._send_error(repo)

@@ -292,7 +292,7 @@ def hub_unreachable(endpoint: str | None = None, timeout: float = 10.0) -> str |
         socket.create_connection((url.hostname, port), timeout=timeout).close()
 
     [outcome] = _map_with_deadline(connect, [None], timeout=timeout, max_workers=1)
-    if not outcome.finished:
+    if not outcome.finished or isinstance(outcome.error, TimeoutError):  # the connect's own deadline may come first
         return f"No answer from {endpoint} within {timeout:g} s."
     if isinstance(outcome.error, socket.gaierror):
         return f"Cannot reach {endpoint}: cannot resolve {url.hostname} ({outcome.error.strerror})."
@@ -360,7 +360,7 @@ def explain_hub_error(error: Exception, target: AccessTarget, endpoint: str, tok
     if _is_network_error(error):
         return Verdict(AccessStatus.OFFLINE, _offline_detail(error, endpoint, token))
     if isinstance(error, HfHubHTTPError):
-        said_first_line = _mask_in(_first_line(_said(error)), token)
+        said_first_line = _first_line(_mask_in(_said(error), token))
         return Verdict(AccessStatus.ERROR, f"The Hub answered {status}: {said_first_line}")
     return Verdict(AccessStatus.ERROR, _short(error, token))
 
@@ -432,20 +432,25 @@ def _first_line(text: str, limit: int = 160) -> str:
 
 def _short(error: Exception, token: str | None) -> str:
     """A one-line description of an exception, with the token (should it appear) masked."""
-    message = _first_line(str(error))
-    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
-    return _mask_in(text, token)
+    message = _first_line(_mask_in(str(error), token))  # masked before it is cut, so no part is left whole
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 def _mask_in(text: str, token: str | None) -> str:
-    return text.replace(token, mask_token(token)) if token else text
+    """The text with the token masked, also where it is quoted escaped: httpx refuses a header with a
+    newline in it and shows the header's bytes (b'Bearer hf_ab\\ncd')."""
+    if not token:
+        return text
+    for shown in (token, repr(token.encode())[2:-1]):
+        text = text.replace(shown, mask_token(token))
+    return text
 
 
 def _is_local_dir(repo: str) -> bool:
     """A path that exists as a directory; transformers loads such a path before asking the Hub."""
     try:
         return Path(repo).expanduser().is_dir()
-    except OSError:
+    except (OSError, RuntimeError):  # a name too long for a path; `~user` for a user that does not exist
         return False
 
 
