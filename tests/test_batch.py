@@ -99,8 +99,10 @@ def test_sigkill_midway_then_resume_records_every_video_exactly_once(zoo_registr
 
 def test_ctrl_c_finishes_the_records_in_flight_and_says_how_to_resume(zoo_registry, batch_dir, tmp_path):
     out = tmp_path / "captions.jsonl"
+    # batches of 2: the CPU's auto batch (16) would hold most of the folder, and a Ctrl-C after its
+    # records could come once nothing is left to stop
     run = vlmkit(zoo_registry, str(batch_dir), "--vlm", "tiny-qwen3-vl", "--frames", "2", "--max-new-tokens", "24",
-                 "-o", str(out))
+                 "--batch-size", "2", "-o", str(out))
     wait_for_lines(out, 2, run)
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=120)
