@@ -132,3 +132,16 @@ def test_load_and_caption_without_the_run_extra_name_it(capsys, monkeypatch, com
     assert error == (f"Error: `vlmkit {command[0]}` runs models and needs the run extra (av not installed): "
                      "pip install 'vlmkit[run]'")
     assert hint.startswith("Hint: ") and "--index-url https://download.pytorch.org/whl/cpu" in hint
+
+
+@pytest.mark.parametrize("endpoint, why", [
+    ("http://127.0.0.1:99999", "Port out of range 0-65535"),
+    ("ftp://mirror.example", "not http or https"),
+    ("huggingface.co", "no host"),
+])
+def test_a_bad_hf_endpoint_is_a_usage_error_before_the_hub_client_loads(capsys, monkeypatch, endpoint, why):
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    code, _, err = run(capsys, "check", "--model", "qwen3-0.6b")
+    assert code == 2 and "Traceback" not in err
+    assert f"HF_ENDPOINT={endpoint} is not a URL the Hub client can use: {why}" in err
+    assert "Hint: Set HF_ENDPOINT to the Hub's or a mirror's URL" in err

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from vlmkit.errors import VlmkitError
+from vlmkit.errors import UsageError, VlmkitError
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,23 @@ def mask_token(token: str) -> str:
     if len(token) >= 16:
         return f"{token[:5]}…{token[-4:]}"
     return f"…{token[-2:]}" if len(token) >= 8 else "…"
+
+
+def check_hub_endpoint() -> None:
+    """HF_ENDPOINT as huggingface_hub parses it when it is imported: a bad URL there is a traceback
+    from inside the import, so it is refused here first, as the usage error it is."""
+    endpoint = os.environ.get("HF_ENDPOINT")
+    if not endpoint:
+        return
+    try:
+        parts = urlsplit(endpoint)
+        why = None if parts.port is not None or parts.hostname else "no host"
+        why = why or (None if parts.scheme in ("http", "https") else "not http or https")
+    except ValueError as exc:  # a port out of range or not a number, a bad IPv6 address
+        why = str(exc)
+    if why:
+        raise UsageError(f"HF_ENDPOINT={endpoint} is not a URL the Hub client can use: {why}",
+                         "Set HF_ENDPOINT to the Hub's or a mirror's URL (https://huggingface.co), or unset it.")
 
 
 def find_token(explicit: str | None = None) -> tuple[str | None, str | None]:

@@ -12,6 +12,7 @@ from vlmkit.access import (
     ModelAccess,
     TokenReport,
     check_access,
+    check_hub_endpoint,
     find_token,
     hub_unreachable,
     inspect_token,
@@ -41,6 +42,7 @@ class CheckReport:
 def check(*, registry: Registry | None = None, models: list[str] | None = None, token: str | None = None,
           endpoint: str | None = None, timeout: float = 10.0) -> CheckReport:
     """Token, environment, GPUs, and the access status of every requested model (all by default)."""
+    check_hub_endpoint()
     registry = registry or load_registry()
     entries = [registry.model(name) for name in models] if models else registry.all_models()
     targets = [AccessTarget(e.key, e.repo, e.kind, e.gated, e.revision) for e in dict.fromkeys(entries)]

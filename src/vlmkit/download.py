@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vlmkit.access import AccessTarget, explain_hub_error
+from vlmkit.access import AccessTarget, check_hub_endpoint, explain_hub_error
 from vlmkit.errors import ModelLoadError
 from vlmkit.registry import Model
 
@@ -21,6 +21,7 @@ def fetch_model(entry: Model, *, offline: bool = False, token: str | None = None
             raise ModelLoadError(f"{entry.key}: {path} holds no saved model (config.json is missing)",
                                  "Point `repo` at a directory written by save_pretrained.")
         return _with_safetensors(entry, path)
+    check_hub_endpoint()
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
