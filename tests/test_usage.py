@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -145,3 +148,12 @@ def test_a_bad_hf_endpoint_is_a_usage_error_before_the_hub_client_loads(capsys, 
     assert code == 2 and "Traceback" not in err
     assert f"HF_ENDPOINT={endpoint} is not a URL the Hub client can use: {why}" in err
     assert "Hint: Set HF_ENDPOINT to the Hub's or a mirror's URL" in err
+
+
+def test_a_bad_hf_endpoint_is_no_traceback_in_a_fresh_process():
+    """The traceback came from importing huggingface_hub, which a test process has done already."""
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:99999"}
+    run = subprocess.run([sys.executable, "-m", "vlmkit", "check", "--model", "qwen3-0.6b"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith("Error: HF_ENDPOINT=http://127.0.0.1:99999 is not a URL")

@@ -113,11 +113,14 @@ def check_hub_endpoint() -> None:
     if not endpoint:
         return
     try:
-        parts = urlsplit(endpoint)
-        why = None if parts.port is not None or parts.hostname else "no host"
-        why = why or (None if parts.scheme in ("http", "https") else "not http or https")
-    except ValueError as exc:  # a port out of range or not a number, a bad IPv6 address
+        parts = urlsplit(endpoint)  # raises for a bad IPv6 address
+        parts.port  # noqa: B018 - reading it raises for a port out of range or not a number
+    except ValueError as exc:
         why = str(exc)
+    else:
+        why = "no host" if not parts.hostname else None
+        if not why and parts.scheme not in ("http", "https"):
+            why = "not http or https"
     if why:
         raise UsageError(f"HF_ENDPOINT={endpoint} is not a URL the Hub client can use: {why}",
                          "Set HF_ENDPOINT to the Hub's or a mirror's URL (https://huggingface.co), or unset it.")
