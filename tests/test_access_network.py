@@ -9,7 +9,16 @@ import time
 import pytest
 
 from fakehub import FakeHub, refused_endpoint, stalled_endpoint
-from vlmkit.access import AccessStatus, AccessTarget, _map_with_deadline, check_access, hub_unreachable, inspect_token
+from vlmkit.access import (
+    AccessStatus,
+    AccessTarget,
+    _map_with_deadline,
+    check_access,
+    check_hub_endpoint,
+    hub_unreachable,
+    inspect_token,
+)
+from vlmkit.errors import UsageError
 
 PUBLIC = AccessTarget("qwen", "Qwen/Qwen3-0.6B", "llm", False)
 PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
@@ -139,3 +148,28 @@ def test_a_late_answer_from_an_abandoned_call_does_not_end_the_wait_for_the_othe
     """One worker: the first call (0.8 s) is abandoned at 0.6 s and answers while the second (0.4 s) runs."""
     outcomes = _map_with_deadline(lambda s: time.sleep(s) or s, [0.8, 0.4], timeout=0.6, max_workers=1)
     assert [(o.finished, o.value) for o in outcomes] == [(False, None), (True, 0.4)]
+
+
+@pytest.mark.parametrize("endpoint, why", [
+    ("http://127.0.0.1:99999", "Port out of range 0-65535"),
+    ("http://127.0.0.1:port", "Port could not be cast to integer value as 'port'"),
+    ("http://[::1", "Invalid IPv6 URL"),
+    ("ftp://mirror.example", "not http or https"),
+    ("huggingface.co", "no host"),
+    ("https://", "no host"),
+])
+def test_an_hf_endpoint_the_hub_client_cannot_parse_is_a_usage_error(monkeypatch, endpoint, why):
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    with pytest.raises(UsageError) as info:
+        check_hub_endpoint()
+    assert info.value.message == f"HF_ENDPOINT={endpoint} is not a URL the Hub client can use: {why}"
+    assert info.value.hint == "Set HF_ENDPOINT to the Hub's or a mirror's URL (https://huggingface.co), or unset it."
+
+
+@pytest.mark.parametrize("endpoint", [None, "", "https://huggingface.co", "http://127.0.0.1:8080", "https://hf-mirror.com/"])
+def test_a_usable_or_unset_hf_endpoint_passes(monkeypatch, endpoint):
+    if endpoint is None:
+        monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    else:
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    check_hub_endpoint()
